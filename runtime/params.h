@@ -1,0 +1,63 @@
+/* params: the parameter store.
+ *
+ * Trainable parameters, their gradients and the optimizer's moments each
+ * live in one flat f32 buffer; every parameter is a named view into it
+ * ("encoder.layers.3.self_attn.linear_q.weight"), 64-byte aligned. Zeroing,
+ * all-reduce, clipping, checkpointing and averaging are single passes over
+ * the flat buffers. Buffers (BatchNorm running statistics, counters) are
+ * named state that is saved and averaged but never trained.
+ *
+ * Use: add every parameter and buffer, then avsr_params_finalize() carves the
+ * flat buffers (data zeroed); initialise values afterwards. Freezing is by
+ * name pattern (fnmatch syntax; '*' also matches dots). */
+#ifndef AVSR_PARAMS_H
+#define AVSR_PARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "tensor.h"
+
+typedef struct avsr_params avsr_params;
+
+avsr_params *avsr_params_create(void);
+void avsr_params_destroy(avsr_params *p);
+
+/* Register a trainable f32 parameter. The returned tensor's data and grad
+ * pointers are valid after finalize. Names must be unique. */
+avsr_tensor *avsr_params_add(avsr_params *p, const char *name, int ndim, const int64_t *shape,
+                             avsr_error *err);
+/* Register a buffer (saved, averaged, not trained). */
+avsr_tensor *avsr_params_add_buffer(avsr_params *p, const char *name, avsr_dtype dtype, int ndim,
+                                    const int64_t *shape, avsr_error *err);
+int avsr_params_finalize(avsr_params *p, avsr_error *err);
+
+/* All entries (parameters first, in registration order, then buffers). */
+int avsr_params_count(const avsr_params *p);
+int avsr_params_count_trainable(const avsr_params *p); /* parameters only */
+avsr_tensor *avsr_params_at(const avsr_params *p, int i);
+bool avsr_params_is_buffer(const avsr_params *p, int i);
+avsr_tensor *avsr_params_find(const avsr_params *p, const char *name);
+/* Offset (in floats) of parameter i in the flat buffers; -1 for a buffer. */
+int64_t avsr_params_offset(const avsr_params *p, int i);
+
+/* The flat buffers: length avsr_params_flat_size() floats (parameters and
+ * alignment padding, which stays zero). */
+int64_t avsr_params_flat_size(const avsr_params *p);
+float *avsr_params_data(avsr_params *p);
+float *avsr_params_grad(avsr_params *p);
+/* Optimizer moment k (0 or 1), allocated zeroed on first request. */
+float *avsr_params_moment(avsr_params *p, int k, avsr_error *err);
+
+/* Elements in parameters (not padding): all, and those requiring grad. */
+int64_t avsr_params_numel(const avsr_params *p);
+int64_t avsr_params_numel_trainable(const avsr_params *p);
+
+/* Set requires_grad on every parameter whose name matches pattern; returns
+ * the number matched. */
+int avsr_params_set_requires_grad(avsr_params *p, const char *pattern, bool on);
+void avsr_params_zero_grad(avsr_params *p);
+
+#endif
