@@ -11,6 +11,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct avsr_arena avsr_arena;
 
 /* initial_bytes may be 0 (the first step sizes the arena). */
@@ -31,5 +35,9 @@ void avsr_arena_reset(avsr_arena *a);
 size_t avsr_arena_used(const avsr_arena *a);
 size_t avsr_arena_peak(const avsr_arena *a);
 size_t avsr_arena_capacity(const avsr_arena *a);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -19,6 +19,10 @@
 #include "error.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct avsr_ctx avsr_ctx;
 
 typedef struct avsr_ctx_opts {
@@ -78,5 +82,9 @@ avsr_tensor *avsr_tensor_wrap(avsr_ctx *ctx, avsr_dtype dtype, int ndim, const i
 float *avsr_tensor_grad(avsr_ctx *ctx, avsr_tensor *t);
 
 int avsr_ctx_threads(const avsr_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum avsr_dtype {
     AVSR_F32 = 0,
     AVSR_F16,
@@ -32,5 +36,9 @@ float avsr_bf16_to_f32(unsigned short h);
 unsigned short avsr_f32_to_bf16(float f);
 float avsr_f16_to_f32(unsigned short h);
 unsigned short avsr_f32_to_f16(float f);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 
 #include <stdarg.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum avsr_status {
     AVSR_OK = 0,
     AVSR_ERR_INVALID = 1,   /* bad argument or input (shape, value, file content) */
@@ -46,5 +50,9 @@ const char *avsr_status_name(int code);
 #define AVSR_NOMEM(err, bytes) \
     avsr_error_set((err), AVSR_ERR_NOMEM, "out of memory (%zu bytes) at %s:%d", \
                    (size_t)(bytes), __FILE__, __LINE__)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

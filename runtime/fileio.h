@@ -12,6 +12,10 @@
 
 #include "error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct avsr_afile {
     FILE *f;
     char *path;
@@ -29,5 +33,9 @@ int avsr_file_read_all(const char *path, void **buf, size_t *len, avsr_error *er
 
 /* fsync the directory containing path (after a rename). */
 int avsr_fsync_dir_of(const char *path, avsr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

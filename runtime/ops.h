@@ -12,4 +12,12 @@
 #include "op_shape.h"
 #include "op_loss.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
 #endif

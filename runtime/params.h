@@ -20,6 +20,10 @@
 #include "error.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct avsr_params avsr_params;
 
 avsr_params *avsr_params_create(void);
@@ -59,5 +63,9 @@ int64_t avsr_params_numel_trainable(const avsr_params *p);
  * the number matched. */
 int avsr_params_set_requires_grad(avsr_params *p, const char *pattern, bool on);
 void avsr_params_zero_grad(avsr_params *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

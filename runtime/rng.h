@@ -12,6 +12,10 @@
 
 #include "mathfn.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Philox4x32 with 10 rounds (Salmon et al., SC'11). */
 AVSR_HD void avsr_philox4x32(const uint32_t ctr_in[4], const uint32_t key_in[2], uint32_t out[4])
 {
@@ -81,5 +85,9 @@ enum avsr_rng_purpose {
     AVSR_RNG_SPEC_AUG = 8,
     AVSR_RNG_LAYER_BASE = 1024
 };
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

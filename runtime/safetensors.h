@@ -19,6 +19,10 @@
 #include "error.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The header may be at most this long (the HF implementation's limit). */
 #define AVSR_ST_MAX_HEADER (100u * 1024u * 1024u)
 
@@ -66,5 +70,9 @@ int avsr_st_writer_add(avsr_st_writer *w, const char *name, avsr_dtype dtype, in
 int avsr_st_writer_meta(avsr_st_writer *w, const char *key, const char *value, avsr_error *err);
 /* Write to path atomically (temp name, fsync, rename). */
 int avsr_st_writer_write(avsr_st_writer *w, const char *path, avsr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 
 #include "ctx.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef void (*avsr_backward_fn)(avsr_ctx *ctx, void *saved);
 
 /* Record an entry; `out` is the tensor whose gradient drives it (the entry
@@ -33,5 +37,9 @@ int avsr_tape_size(const avsr_ctx *ctx);
 struct avsr_tape *avsr_tape_create(void);
 void avsr_tape_reset(struct avsr_tape *t);
 void avsr_tape_destroy(struct avsr_tape *t);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

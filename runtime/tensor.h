@@ -18,6 +18,10 @@
 
 #include "dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define AVSR_MAX_DIMS 6
 
 typedef enum avsr_device { AVSR_DEV_CPU = 0, AVSR_DEV_CUDA = 1 } avsr_device;
@@ -59,5 +63,9 @@ const char *avsr_shape_str(const avsr_tensor *t, char *buf, int bufsize);
 avsr_tensor *avsr_tensor_create(avsr_dtype dtype, int ndim, const int64_t *shape,
                                 bool with_grad);
 void avsr_tensor_free(avsr_tensor *t);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "op_basic.h"
 #include "tap.h"
+#include "tape.h"
 
 avsr_ctx *tu_ctx(void)
 {
