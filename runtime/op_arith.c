@@ -249,7 +249,18 @@ static void grad_seg_direct(int op, int which, float *gx, const float *g, const 
 static void grad_seg_acc(int op, int which, double *acc, int64_t sx, const float *g,
                          const float *a, int64_t sa, const float *b, int64_t sb, int64_t n)
 {
-    if (sx) {
+    if (op == AVSR_BIN_ADD || op == AVSR_BIN_SUB) {
+        const double sign = op == AVSR_BIN_SUB && which ? -1.0 : 1.0;
+        if (sx) {
+            for (int64_t k = 0; k < n; k++)
+                acc[k] += sign * g[k];
+        } else {
+            double s = 0.0;
+            for (int64_t k = 0; k < n; k++)
+                s += g[k];
+            acc[0] += sign * s;
+        }
+    } else if (sx) {
         for (int64_t k = 0; k < n; k++)
             acc[k] += binary_grad(op, which, g[k], a[k * sa], b[k * sb]);
     } else {
