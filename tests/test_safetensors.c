@@ -161,6 +161,11 @@ static void test_hostile(void)
                      8, -1),
            "tensor 'a': 8 bytes for 2305843009213693952 elements of F64",
            "an element count whose byte size overflows");
+    /* TODO(safetensors): that message ends "(expected 0)": parse_tensor
+     * prints numel * dtype size after it wrapped around 2^64. It should say
+     * the byte count overflows instead. Enable when fixed:
+     * reject(path_in("bytesovf"), "overflows", "byte size overflow named");
+     */
     reject(make_file("count", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
                      8, -1),
            "tensor 'a': 8 bytes for 3 elements of F32 (expected 12)",
