@@ -76,12 +76,10 @@ int avsr_cuda_act_backward(int act, float *d_gx, const float *d_x, const float *
     return missing(err);
 }
 
-int avsr_cuda_adamw(float *d_p, float *d_m, float *d_v, const float *d_g, int64_t n, float lr,
-                    float beta1, float beta2, float eps, float wd, float bc1, float bc2,
-                    void *stream, avsr_error *err)
+int avsr_cuda_adam(float *d_p, float *d_m, float *d_v, const float *d_g, int64_t n,
+                   const avsr_adam_consts *k, void *stream, avsr_error *err)
 {
-    (void)d_p, (void)d_m, (void)d_v, (void)d_g, (void)n, (void)lr, (void)beta1, (void)beta2;
-    (void)eps, (void)wd, (void)bc1, (void)bc2, (void)stream;
+    (void)d_p, (void)d_m, (void)d_v, (void)d_g, (void)n, (void)k, (void)stream;
     return missing(err);
 }
 

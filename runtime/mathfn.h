@@ -2,7 +2,8 @@
  *
  * Every function here is static inline and marked AVSR_HD (host + device
  * under nvcc), so the CPU tests exercise exactly the arithmetic the GPU
- * kernels run. Forward and derivative come in pairs. */
+ * kernels run. Forward and derivative come in pairs. Optimizer updates are in
+ * optim_fn.h. */
 #ifndef AVSR_MATHFN_H
 #define AVSR_MATHFN_H
 
@@ -39,26 +40,6 @@ AVSR_HD float avsr_fn_gelu_grad(float x)
 
 /* PReLU with slope a */
 AVSR_HD float avsr_fn_prelu(float x, float a) { return x > 0.0f ? x : a * x; }
-
-/* AdamW update of one element (decoupled weight decay, bias-corrected).
- * bc1 = 1 - beta1^t, bc2 = 1 - beta2^t. Updates *p, *m, *v in place. */
-AVSR_HD void avsr_fn_adamw(float *p, float *m, float *v, float g, float lr, float beta1,
-                           float beta2, float eps, float wd, float bc1, float bc2)
-{
-    *m = beta1 * *m + (1.0f - beta1) * g;
-    *v = beta2 * *v + (1.0f - beta2) * g * g;
-    float mhat = *m / bc1;
-    float vhat = *v / bc2;
-    *p -= lr * (mhat / (sqrtf(vhat) + eps) + wd * *p);
-}
-
-/* SGD with momentum (PyTorch convention: buf = mu*buf + g (+ wd*p); p -= lr*buf). */
-AVSR_HD void avsr_fn_sgd(float *p, float *buf, float g, float lr, float mu, float wd, int first)
-{
-    float d = g + wd * *p;
-    *buf = first ? d : mu * *buf + d;
-    *p -= lr * (mu != 0.0f ? *buf : d);
-}
 
 /* log(exp(a) + exp(b)) without overflow; -inf aware. */
 AVSR_HD float avsr_fn_logaddexp(float a, float b)

@@ -133,14 +133,11 @@ static bool trainable(const avsr_params *p, int i, int64_t *off, int64_t *n)
 }
 
 /* Step-constant scalars of an Adam(W) update, rounded as torch rounds them. */
-struct adam_k {
-    float l2, decay, b1, omb1, b2, omb2, eps, step_size, bc2_sqrt;
-};
 
 static void adam_range(float *restrict x, float *restrict m, float *restrict v,
-                       const float *restrict g, int64_t n, const struct adam_k *k)
+                       const float *restrict g, int64_t n, const avsr_adam_consts *k)
 {
-    const struct adam_k c = *k;
+    const avsr_adam_consts c = *k;
 #pragma omp parallel for if (n > OPTIM_OMP_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++)
         avsr_fn_adam(&x[i], &m[i], &v[i], g[i], c.l2, c.decay, c.b1, c.omb1, c.b2, c.omb2, c.eps,
@@ -204,21 +201,9 @@ int avsr_optim_step(avsr_optim *opt, avsr_params *p, float lr, avsr_error *err)
                 sgd_range(x + off, m ? m + off : NULL, g + off, n, &k);
         }
     } else {
-        /* torch: bias_correction1 = 1 - beta1**step (Python floats), ... */
-        double bc1 = 1.0 - pow(c->beta1, (double)t);
-        double bc2 = 1.0 - pow(c->beta2, (double)t);
-        bool adamw = c->type == AVSR_OPTIM_ADAMW;
-        struct adam_k k = {
-            .l2 = adamw ? 0.0f : (float)c->weight_decay,
-            .decay = adamw ? (float)(1.0 - (double)lr * c->weight_decay) : 1.0f,
-            .b1 = (float)c->beta1,
-            .omb1 = (float)(1.0 - c->beta1),
-            .b2 = (float)c->beta2,
-            .omb2 = (float)(1.0 - c->beta2),
-            .eps = (float)c->eps,
-            .step_size = (float)((double)lr / bc1),
-            .bc2_sqrt = (float)sqrt(bc2),
-        };
+        avsr_adam_consts k;
+        if (avsr_optim_adam_consts(opt, lr, &k, err) < 0)
+            return -1;
         for (int i = 0; i < np; i++) {
             int64_t off, n;
             if (trainable(p, i, &off, &n))
@@ -226,6 +211,30 @@ int avsr_optim_step(avsr_optim *opt, avsr_params *p, float lr, avsr_error *err)
         }
     }
     opt->step = t;
+    return 0;
+}
+
+int avsr_optim_adam_consts(const avsr_optim *opt, float lr, avsr_adam_consts *k, avsr_error *err)
+{
+    const avsr_optim_cfg *c = &opt->cfg;
+    if (c->type == AVSR_OPTIM_SGD)
+        return avsr_error_set(err, AVSR_ERR_INVALID, "optim: Adam constants of an SGD optimizer");
+    int64_t t = opt->step + 1;
+    /* torch: bias_correction1 = 1 - beta1**step (Python floats), ... */
+    double bc1 = 1.0 - pow(c->beta1, (double)t);
+    double bc2 = 1.0 - pow(c->beta2, (double)t);
+    bool adamw = c->type == AVSR_OPTIM_ADAMW;
+    *k = (avsr_adam_consts){
+        .l2 = adamw ? 0.0f : (float)c->weight_decay,
+        .decay = adamw ? (float)(1.0 - (double)lr * c->weight_decay) : 1.0f,
+        .b1 = (float)c->beta1,
+        .omb1 = (float)(1.0 - c->beta1),
+        .b2 = (float)c->beta2,
+        .omb2 = (float)(1.0 - c->beta2),
+        .eps = (float)c->eps,
+        .step_size = (float)((double)lr / bc1),
+        .bc2_sqrt = (float)sqrt(bc2),
+    };
     return 0;
 }
 

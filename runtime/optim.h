@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "optim_fn.h"
 #include "params.h"
 
 typedef enum avsr_optim_type {
@@ -83,6 +84,11 @@ int avsr_optim_step(avsr_optim *opt, avsr_params *p, float lr, avsr_error *err);
 /* Updates done so far (restored from a checkpoint with set_step). */
 int64_t avsr_optim_get_step(const avsr_optim *opt);
 void avsr_optim_set_step(avsr_optim *opt, int64_t step);
+
+/* The per-element scalars of the next Adam/AdamW step (step count + 1) at
+ * learning rate lr: what avsr_optim_step uses on the CPU and what a device
+ * kernel (avsr_cuda_adam) is given, so both run the same update. */
+int avsr_optim_adam_consts(const avsr_optim *opt, float lr, avsr_adam_consts *k, avsr_error *err);
 
 /* Global-norm gradient clipping over the trainable parameters, as
  * torch.nn.utils.clip_grad_norm_(params, max_norm) (norm_type 2):

@@ -6,15 +6,18 @@
  * step size, decay factor) are computed once per step in double on the host,
  * as Python does, and passed in as floats.
  *
- * mathfn.h's avsr_fn_adamw is mathematically the same AdamW update but
- * evaluates it in a different order (sqrt(v/bc2) and one combined
- * subtraction), so it differs from torch in the last bits; avsr_fn_sgd has
- * neither dampening nor Nesterov momentum. The optimizers use the functions
- * below instead. */
+ * The CPU optimizer (optim.c) and the CUDA kernel (cuda/cuda_kernels.cu)
+ * both call avsr_fn_adam with the same avsr_adam_consts, computed once per
+ * step on the host by avsr_optim_adam_consts(). */
 #ifndef AVSR_OPTIM_FN_H
 #define AVSR_OPTIM_FN_H
 
 #include "mathfn.h"
+
+/* The per-step scalars of an Adam/AdamW update (see avsr_fn_adam). */
+typedef struct avsr_adam_consts {
+    float l2, decay, b1, omb1, b2, omb2, eps, step_size, bc2_sqrt;
+} avsr_adam_consts;
 
 /* Adam / AdamW update of one element.
  *   l2        L2 weight decay added to the gradient (Adam; 0 for AdamW)
@@ -38,6 +41,13 @@ AVSR_HD void avsr_fn_adam(float *p, float *m, float *v, float g, float l2, float
     *m = mm;
     *v = vv;
     *p = x + (-step_size) * (mm / denom);
+}
+
+/* avsr_fn_adam with the scalars taken from k. */
+AVSR_HD void avsr_fn_adam_k(float *p, float *m, float *v, float g, const avsr_adam_consts *k)
+{
+    avsr_fn_adam(p, m, v, g, k->l2, k->decay, k->b1, k->omb1, k->b2, k->omb2, k->eps,
+                 k->step_size, k->bc2_sqrt);
 }
 
 /* SGD with momentum, as torch.optim.SGD:

@@ -110,8 +110,13 @@ static int parse_tensor(avsr_st *st, const char *what, const char *name, json_t 
                               "(%zu bytes; file truncated?)",
                               what, name, (long long)e, datalen);
     size_t es = avsr_dtype_size(out->dtype);
-    if ((uint64_t)out->numel > (uint64_t)INT64_MAX / es ||
-        (uint64_t)(e - b) != (uint64_t)out->numel * es)
+    if ((uint64_t)out->numel > (uint64_t)INT64_MAX / es)
+        return avsr_error_set(err, AVSR_ERR_INVALID,
+                              "%s: tensor '%s': %lld bytes for %lld elements of %s (byte size "
+                              "overflows)",
+                              what, name, (long long)(e - b), (long long)out->numel,
+                              avsr_dtype_name(out->dtype));
+    if ((uint64_t)(e - b) != (uint64_t)out->numel * es)
         return avsr_error_set(err, AVSR_ERR_INVALID,
                               "%s: tensor '%s': %lld bytes for %lld elements of %s (expected %llu)",
                               what, name, (long long)(e - b), (long long)out->numel,
@@ -385,6 +390,9 @@ int avsr_st_writer_add(avsr_st_writer *w, const char *name, avsr_dtype dtype, in
         if (strcmp(w->t[i].name, name) == 0)
             return avsr_error_set(err, AVSR_ERR_INVALID, "safetensors: duplicate tensor '%s'",
                                   name);
+    if ((unsigned)dtype >= AVSR_DTYPE_COUNT)
+        return avsr_error_set(err, AVSR_ERR_INVALID, "safetensors: tensor '%s': unknown dtype %d",
+                              name, (int)dtype);
     int64_t numel = avsr_shape_numel(ndim, shape);
     if (numel < 0)
         return avsr_error_set(err, AVSR_ERR_INVALID, "safetensors: tensor '%s': bad shape", name);

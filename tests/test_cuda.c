@@ -26,6 +26,7 @@
 #include "cuda/cuda_backend.h"
 #include "mathfn.h"
 #include "rng.h"
+#include "optim.h"
 #include "tap.h"
 #include "testutil.h"
 
@@ -207,7 +208,6 @@ static void test_act(void)
 static void test_adamw(void)
 {
     const int64_t n = 100003;
-    const float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.98f, eps = 1e-8f, wd = 0.01f;
     float *p = host_alloc(n), *m = host_alloc(n), *v = host_alloc(n), *g = host_alloc(n);
     float *got = host_alloc(n);
     tu_fill_uniform(p, n, 21, -1, 1);
@@ -217,15 +217,21 @@ static void test_adamw(void)
     to_dev(dp, p, n);
     to_dev(dm, m, n);
     to_dev(dv, v, n);
+    avsr_optim_cfg cfg = avsr_optim_defaults(AVSR_OPTIM_ADAMW);
+    cfg.beta2 = 0.98;
+    cfg.weight_decay = 0.01;
+    avsr_optim *opt = avsr_optim_create(&cfg, &err);
+    avsr_adam_consts k;
     for (int t = 1; t <= 3; t++) {
         tu_fill_uniform(g, n, 100 + t, -2, 2);
         to_dev(dg, g, n);
-        float bc1 = 1.0f - powf(beta1, (float)t), bc2 = 1.0f - powf(beta2, (float)t);
-        need(avsr_cuda_adamw(dp, dm, dv, dg, n, lr, beta1, beta2, eps, wd, bc1, bc2, NULL, &err),
-             "adamw");
+        avsr_optim_set_step(opt, t - 1);
+        need(avsr_optim_adam_consts(opt, 1e-3f, &k, &err), "adam consts");
+        need(avsr_cuda_adam(dp, dm, dv, dg, n, &k, NULL, &err), "adam");
         for (int64_t i = 0; i < n; i++)
-            avsr_fn_adamw(&p[i], &m[i], &v[i], g[i], lr, beta1, beta2, eps, wd, bc1, bc2);
+            avsr_fn_adam_k(&p[i], &m[i], &v[i], g[i], &k);
     }
+    avsr_optim_destroy(opt);
     /* FMA contraction changes each step by about 1 ulp of the terms added.
      * m = 0.9 m + 0.1 g can cancel (|terms| <= 0.6): 2e-7 absolute, ~3 ulp
      * of 0.6. v adds positive terms: 8 ulp relative after 3 steps. p moves
@@ -240,9 +246,10 @@ static void test_adamw(void)
     to_host(got, dp, n);
     tu_close("adamw: parameters after 3 steps", got, p, n, 1e-6, 8 * FLT_EPSILON);
     diag_ulps("adamw parameters", got, p, n);
-    tap_ok(avsr_cuda_adamw(dp, dm, dv, dg, n, lr, beta1, beta2, eps, wd, 0.0f, 1.0f, NULL,
-                           &err) < 0 && strstr(err.msg, "bias corrections must be > 0"),
-           "adamw: bc1 = 0 is rejected (%s)", err.msg);
+    k.bc2_sqrt = 0.0f;
+    tap_ok(avsr_cuda_adam(dp, dm, dv, dg, n, &k, NULL, &err) < 0 &&
+               strstr(err.msg, "bias correction must be > 0"),
+           "adam: a zero bias correction is rejected (%s)", err.msg);
     avsr_error_clear(&err);
     avsr_cuda_free(dp, NULL);
     avsr_cuda_free(dm, NULL);

@@ -161,11 +161,7 @@ static void test_hostile(void)
                      8, -1),
            "tensor 'a': 8 bytes for 2305843009213693952 elements of F64",
            "an element count whose byte size overflows");
-    /* TODO(safetensors): that message ends "(expected 0)": parse_tensor
-     * prints numel * dtype size after it wrapped around 2^64. It should say
-     * the byte count overflows instead. Enable when fixed:
-     * reject(path_in("bytesovf"), "overflows", "byte size overflow named");
-     */
+    reject(path_in("bytesovf"), "(byte size overflows)", "byte size overflow named");
     reject(make_file("count", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
                      8, -1),
            "tensor 'a': 8 bytes for 3 elements of F32 (expected 12)",
@@ -479,14 +475,10 @@ static void test_writer_failures(void)
     tap_ok(avsr_st_writer_meta(w, "k", "bad \xff utf8", &err) < 0 &&
                strstr(err.msg, "metadata 'k' is not valid UTF-8"),
            "writer: metadata that is not UTF-8: \"%s\"", err.msg);
-    /* TODO(safetensors): avsr_st_writer_add accepts a dtype outside
-     * avsr_dtype (e.g. 99): it records 0 bytes per element and the writer
-     * then emits "dtype":"?", a file its own reader rejects ("unknown dtype
-     * \"?\""). It should fail in writer_add. Enable when fixed:
-     * avsr_error_clear(&err);
-     * tap_ok(avsr_st_writer_add(w, "d", (avsr_dtype)99, 1, &s3, a, &err) < 0,
-     *        "writer: unknown dtype rejected: \"%s\"", err.msg);
-     */
+    avsr_error_clear(&err);
+    tap_ok(avsr_st_writer_add(w, "d", (avsr_dtype)99, 1, &s3, a, &err) < 0 &&
+               strstr(err.msg, "tensor 'd': unknown dtype 99"),
+           "writer: unknown dtype rejected: \"%s\"", err.msg);
     avsr_st_writer_destroy(w);
 }
 

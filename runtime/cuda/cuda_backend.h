@@ -34,6 +34,7 @@ extern "C" {
 #endif
 
 #include "error.h"
+#include "optim_fn.h"
 
 /* The message of every call in a CPU-only build. */
 #define AVSR_CUDA_MISSING_MSG "avsr was built without CUDA (configure --with-cuda)"
@@ -85,15 +86,13 @@ int avsr_cuda_act_forward(int act, float *d_y, const float *d_x, int64_t n, void
 int avsr_cuda_act_backward(int act, float *d_gx, const float *d_x, const float *d_gy, int64_t n,
                            void *stream, avsr_error *err);
 
-/* ---- optimizer (mathfn.h avsr_fn_adamw) ------------------------------- */
+/* ---- optimizer (optim_fn.h avsr_fn_adam) ------------------------------ */
 
-/* One AdamW step on n elements: for each i,
- * avsr_fn_adamw(&p[i], &m[i], &v[i], g[i], lr, beta1, beta2, eps, wd, bc1, bc2)
- * with bc1 = 1 - beta1^t and bc2 = 1 - beta2^t computed by the caller (on the
- * host, once per step, so CPU and GPU use the same values). Device pointers. */
-int avsr_cuda_adamw(float *d_p, float *d_m, float *d_v, const float *d_g, int64_t n, float lr,
-                    float beta1, float beta2, float eps, float wd, float bc1, float bc2,
-                    void *stream, avsr_error *err);
+/* One Adam/AdamW step on n elements: avsr_fn_adam_k(&p[i], &m[i], &v[i], g[i], k)
+ * for each i, with k from avsr_optim_adam_consts() (computed on the host once
+ * per step, so the CPU and GPU run the same update). Device pointers. */
+int avsr_cuda_adam(float *d_p, float *d_m, float *d_v, const float *d_g, int64_t n,
+                   const avsr_adam_consts *k, void *stream, avsr_error *err);
 
 /* ---- random numbers (rng.h Philox4x32-10) ----------------------------- */
 

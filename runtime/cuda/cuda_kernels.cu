@@ -69,15 +69,15 @@ const char *act_name(int act)
     }
 }
 
-/* ---- AdamW ------------------------------------------------------------- */
+/* ---- Adam / AdamW ------------------------------------------------------ */
 
 /* p, m, v updated in place from g; [n] */
-__global__ void adamw_kernel(float *p, float *m, float *v, const float *g, int64_t n, float lr,
-                             float beta1, float beta2, float eps, float wd, float bc1, float bc2)
+__global__ void adam_kernel(float *p, float *m, float *v, const float *g, int64_t n,
+                            avsr_adam_consts k)
 {
     int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        avsr_fn_adamw(&p[i], &m[i], &v[i], g[i], lr, beta1, beta2, eps, wd, bc1, bc2);
+        avsr_fn_adam_k(&p[i], &m[i], &v[i], g[i], &k);
 }
 
 /* ---- Philox ------------------------------------------------------------ */
@@ -199,24 +199,22 @@ extern "C" int avsr_cuda_act_backward(int act, float *d_gx, const float *d_x, co
     return 0;
 }
 
-extern "C" int avsr_cuda_adamw(float *d_p, float *d_m, float *d_v, const float *d_g, int64_t n,
-                               float lr, float beta1, float beta2, float eps, float wd,
-                               float bc1, float bc2, void *stream, avsr_error *err)
+extern "C" int avsr_cuda_adam(float *d_p, float *d_m, float *d_v, const float *d_g, int64_t n,
+                              const avsr_adam_consts *k, void *stream, avsr_error *err)
 {
-    if (check_n("cuda_adamw", n, err) < 0)
+    if (check_n("cuda_adam", n, err) < 0)
         return -1;
     if (n == 0)
         return 0;
-    if (!d_p || !d_m || !d_v || !d_g)
-        return avsr_error_set(err, AVSR_ERR_INVALID, "cuda_adamw: NULL pointer");
-    if (!(bc1 > 0.0f) || !(bc2 > 0.0f))
+    if (!d_p || !d_m || !d_v || !d_g || !k)
+        return avsr_error_set(err, AVSR_ERR_INVALID, "cuda_adam: NULL pointer");
+    if (!(k->bc2_sqrt > 0.0f))
         return avsr_error_set(err, AVSR_ERR_INVALID,
-                              "cuda_adamw: bias corrections must be > 0: got bc1=%g, bc2=%g",
-                              (double)bc1, (double)bc2);
-    adamw_kernel<<<grid_for(n), kThreads, 0, (cudaStream_t)stream>>>(
-        d_p, d_m, d_v, d_g, n, lr, beta1, beta2, eps, wd, bc1, bc2);
+                              "cuda_adam: bias correction must be > 0: got bc2_sqrt=%g",
+                              (double)k->bc2_sqrt);
+    adam_kernel<<<grid_for(n), kThreads, 0, (cudaStream_t)stream>>>(d_p, d_m, d_v, d_g, n, *k);
     if (AVSR_CUDA(err, cudaGetLastError()) < 0) {
-        avsr_error_prefix(err, "cuda_adamw: ");
+        avsr_error_prefix(err, "cuda_adam: ");
         return -1;
     }
     return 0;
