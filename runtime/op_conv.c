@@ -54,12 +54,17 @@ int avsr_conv_set_layout(int mode)
     return old;
 }
 
+/* The default is blocked for every shape: on the benchmark's convolutions
+ * (ResNet-18 3x3 at 22x22 and 11x11, the stride-2 downsampling conv, the
+ * 3D stem) oneDNN's plain-layout kernels (gemm-based) cost 1.4-2.4x the
+ * CPU time of the blocked ones plus our reorders (bench/bench_conv with
+ * AVSR_CONV_LAYOUT=plain|blocked). */
 static int choose_any(const struct geom *g)
 {
     int m = layout_get();
+    (void)g;
     if (m != AVSR_CONV_AUTO)
         return m == AVSR_CONV_BLOCKED;
-    (void)g;
     return 1;
 }
 
