@@ -45,6 +45,7 @@ struct ctc_saved {
 static float frame_lse(const float *x, int64_t C)
 {
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int64_t c = 0; c < C; c++)
         mx = x[c] > mx ? x[c] : mx;
     if (mx == -INFINITY || mx == INFINITY)
@@ -93,9 +94,10 @@ static void ctc_grad(const float *x, float *g, int64_t C, int64_t Tb, int64_t S,
                      const int32_t *ext, const float *skip, const float *lse, const float *A,
                      float nll, float gs, float *ws)
 {
-    /* ws: 4 rows of S + 2: beta next, beta cur, e (beta + emission), skip2 */
+    /* ws: 5 rows of S + 2: beta next, beta cur, e (beta + emission), skip2,
+     * state occupancy */
     int64_t R = S + 2;
-    float *nb = ws, *cb = ws + R, *en = ws + 2 * R, *sk2 = ws + 3 * R;
+    float *nb = ws, *cb = ws + R, *en = ws + 2 * R, *sk2 = ws + 3 * R, *occ = ws + 4 * R;
     for (int64_t s = 0; s < R; s++) {
         cb[s] = -INFINITY;
         en[s] = -INFINITY;
@@ -124,8 +126,11 @@ static void ctc_grad(const float *x, float *g, int64_t C, int64_t Tb, int64_t S,
         for (int64_t c = 0; c < C; c++)
             gt[c] += gs * avsr_lfn_exp(xt[c] - lt);
         const float *at = A + t * R + 2;
+#pragma omp simd
         for (int64_t s = 0; s < S; s++)
-            gt[ext[s]] -= gs * avsr_lfn_exp(at[s] + cb[s] + nll);
+            occ[s] = gs * avsr_lfn_exp(at[s] + cb[s] + nll);
+        for (int64_t s = 0; s < S; s++)
+            gt[ext[s]] -= occ[s];
     }
 }
 
@@ -138,16 +143,16 @@ static void ctc_backward(avsr_ctx *ctx, void *sv)
     if (!g)
         return;
     int64_t B = s->B, T = s->T, C = s->C;
-    /* per-utterance workspace: 4 rows of S_b + 2 */
+    /* per-utterance workspace: 5 rows of S_b + 2 */
     int64_t *woff = avsr_ctx_alloc(ctx, sizeof(int64_t) * (size_t)B); /* [B] */
     if (!woff)
         return;
     int64_t wtot = 0;
     for (int64_t b = 0; b < B; b++) {
         woff[b] = wtot;
-        wtot += 4 * (2 * s->tlen[b] + 3);
+        wtot += 5 * (2 * s->tlen[b] + 3);
     }
-    float *ws = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)wtot); /* [sum 4 (S_b + 2)] */
+    float *ws = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)wtot); /* [sum 5 (S_b + 2)] */
     if (!ws)
         return;
     const float *go = s->out->grad;

@@ -294,6 +294,7 @@ avsr_tensor *avsr_op_cross_entropy(avsr_ctx *ctx, avsr_tensor *logits, avsr_tens
     for (int64_t i = 0; i < N; i++) {
         const float *xr = x + i * V; /* [V] */
         float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
         for (int64_t c = 0; c < V; c++)
             mx = xr[c] > mx ? xr[c] : mx;
         float se = 0.0f, sx = 0.0f;

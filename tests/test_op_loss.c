@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ctx.h"
+#include "loss_fn.h"
 #include "op_basic.h"
 #include "op_loss.h"
 #include "tap.h"
@@ -494,9 +495,35 @@ static void test_edges(avsr_ctx *ctx)
     avsr_tensor_free(y);
 }
 
+/* the branch-free exp / log of loss_fn.h against double-precision libm */
+static void test_fn(void)
+{
+    double worst_e = 0.0, worst_l = 0.0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.3f + 97.3f * (float)i / 200000.0f;
+        double want = exp((double)x);
+        worst_e = fmax(worst_e, fabs(avsr_lfn_exp(x) - want) / want);
+        float v = 1.0f + 2.0f * (float)i / 200000.0f;
+        double lw = log((double)v);
+        worst_l = fmax(worst_l, fabs(avsr_lfn_log13(v) - lw) / fmax(lw, 1e-30));
+    }
+    tap_ok(worst_e < 3.6e-7, "loss_fn: exp on [-87.3, 10] within 3 ulp (worst rel %.2g)", worst_e);
+    tap_ok(worst_l < 3.6e-7 || worst_l == 0.0,
+           "loss_fn: log on [1, 3] within 3 ulp (worst rel %.2g)", worst_l);
+    tap_ok(avsr_lfn_exp(0.0f) == 1.0f && avsr_lfn_exp(-INFINITY) == 0.0f &&
+               avsr_lfn_exp(-100.0f) == 0.0f && isnan(avsr_lfn_exp(NAN)),
+           "loss_fn: exp(0) = 1, exp(-inf) = exp(-100) = 0, exp(NaN) = NaN");
+    float l3 = avsr_lfn_lse3(-INFINITY, -INFINITY, -INFINITY);
+    float l3b = avsr_lfn_lse3(-INFINITY, -3.0f, -INFINITY);
+    float l3c = avsr_lfn_lse3(-1000.0f, -1000.0f, -1000.0f);
+    tap_ok(l3 == -INFINITY && l3b == -3.0f && fabsf(l3c - (-1000.0f + logf(3.0f))) < 1e-4f,
+           "loss_fn: lse3 of -inf, of one finite value, of three equal large negatives");
+}
+
 int main(void)
 {
     avsr_ctx *ctx = tu_ctx();
+    test_fn();
     test_golden(ctx);
     gradcheck_l1(ctx);
     gradcheck_ce(ctx);
