@@ -57,6 +57,19 @@ static float frame_lse(const float *x, int64_t C)
     return mx + logf(se);
 }
 
+/* States that can be on a complete path at frame t: at most 2t + 1 (each
+ * frame advances at most two states) and at least S - 2 (Tb - t) (the end,
+ * S - 2 or S - 1 at frame Tb - 1, must still be reachable). Outside this
+ * range alpha or beta is -inf, or the state's paths cannot finish, so both
+ * recursions skip it and store -inf: about a quarter less work when T is
+ * near the target length. An empty range means no alignment. */
+static void live_states(int64_t S, int64_t Tb, int64_t t, int64_t *lo, int64_t *hi)
+{
+    int64_t l = S - 2 * (Tb - t), h = 2 * t + 1;
+    *lo = l > 0 ? l : 0;
+    *hi = h < S - 1 ? h : S - 1;
+}
+
 /* alpha recursion of one utterance; returns nll */
 static float ctc_alpha(const float *x, int64_t C, int64_t Tb, int64_t S, const int32_t *ext,
                        const float *skip, const float *lse, float *A, float *lp)
@@ -76,12 +89,18 @@ static float ctc_alpha(const float *x, int64_t C, int64_t Tb, int64_t S, const i
     for (int64_t t = 1; t < Tb; t++) {
         const float *xt = x + t * C;
         float lt = lse[t];
-        for (int64_t s = 0; s < S; s++)
-            lp[s] = xt[ext[s]] - lt;
         const float *prev = A + (t - 1) * R + 2;
         float *cur = A + t * R + 2;
+        int64_t lo, hi;
+        live_states(S, Tb, t, &lo, &hi);
+        for (int64_t s = 0; s < lo; s++)
+            cur[s] = -INFINITY;
+        for (int64_t s = hi + 1; s < S; s++)
+            cur[s] = -INFINITY;
+        for (int64_t s = lo; s <= hi; s++)
+            lp[s] = xt[ext[s]] - lt;
 #pragma omp simd
-        for (int64_t s = 0; s < S; s++)
+        for (int64_t s = lo; s <= hi; s++)
             cur[s] = lp[s] + avsr_lfn_lse3(prev[s], prev[s - 1], prev[s - 2] + skip[s]);
     }
     const float *last = A + (Tb - 1) * R + 2;
@@ -114,10 +133,19 @@ static void ctc_grad(const float *x, float *g, int64_t C, int64_t Tb, int64_t S,
             cb = tmp;
             const float *xn = x + (t + 1) * C;
             float ln = lse[t + 1];
+            int64_t lo, hi, lo1, hi1;
+            live_states(S, Tb, t, &lo, &hi);
+            live_states(S, Tb, t + 1, &lo1, &hi1);
             for (int64_t s = 0; s < S; s++)
+                en[s] = -INFINITY;
+            for (int64_t s = lo1; s <= hi1; s++)
                 en[s] = nb[s] + (xn[ext[s]] - ln);
+            for (int64_t s = 0; s < lo; s++)
+                cb[s] = -INFINITY;
+            for (int64_t s = hi + 1; s < S; s++)
+                cb[s] = -INFINITY;
 #pragma omp simd
-            for (int64_t s = 0; s < S; s++)
+            for (int64_t s = lo; s <= hi; s++)
                 cb[s] = avsr_lfn_lse3(en[s], en[s + 1], en[s + 2] + sk2[s]);
         }
         float *gt = g + t * C;

@@ -2,13 +2,12 @@
  *
  * Branch-free float exp and log so that the loops over classes (softmax) and
  * over CTC's extended labels (log-space recursions) vectorise: glibc's expf
- * and logf are calls the compiler cannot inline into SIMD code. Accuracy:
- * avsr_lfn_exp is within 3 ulp of exp on [-87.3, 10] (tested; defined up
- * to 88, garbage above) (Cephes polynomial
- * with a two-part ln 2), returns exactly 0 below -87.33 (no denormals) and
- * exactly 1 at 0;
- * avsr_lfn_log13 is within 3 ulp of log on [1, 3] (the only range the
- * log-sum-exp below needs). */
+ * and logf are calls the compiler cannot inline into SIMD code. Accuracy
+ * (tests/test_op_loss.c): avsr_lfn_exp, a Cephes polynomial with a two-part
+ * ln 2, is within 3 ulp of exp on [-87.3, 10] (defined up to 88, garbage
+ * above), exactly 0 below -87.33 (no denormals) and exactly 1 at 0;
+ * avsr_lfn_log13 is within 3 ulp of log on [1, 3], the only range the
+ * log-sum-exp below needs. */
 #ifndef AVSR_LOSS_FN_H
 #define AVSR_LOSS_FN_H
 
