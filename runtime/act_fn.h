@@ -15,15 +15,31 @@
 
 #include "mathfn.h"
 
+/* c ? a : b done with bit masks: GCC if-converts a float compare into a
+ * branch under its default -ftrapping-math (and always in AVX2 clones),
+ * which keeps a loop scalar; integer masks keep it vectorisable. */
+AVSR_HD float avsr_fn_select(int c, float a, float b)
+{
+    union {
+        float f;
+        uint32_t u;
+    } A, B, R;
+    A.f = a;
+    B.f = b;
+    uint32_t m = 0u - (uint32_t)(c != 0);
+    R.u = (A.u & m) | (B.u & ~m);
+    return R.f;
+}
+
 AVSR_HD float avsr_fn_exp(float x)
 {
     const float hi = 88.3762626647949f, lo = -87.3365447504f;
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
+    float xc = avsr_fn_select(x > hi, hi, x);
+    xc = avsr_fn_select(xc < lo, lo, xc);
     /* n = round(x / ln 2) */
     float fx = xc * 1.44269504088896341f + 0.5f;
     float fl = (float)(int32_t)fx;
-    fl = fl > fx ? fl - 1.0f : fl; /* floor */
+    fl = avsr_fn_select(fl > fx, fl - 1.0f, fl); /* floor */
     float r = xc - fl * 0.693359375f;
     r = r + fl * 2.12194440e-4f;
     float r2 = r * r;
@@ -39,8 +55,7 @@ AVSR_HD float avsr_fn_exp(float x)
         float f;
     } u;
     u.i = ((int32_t)fl + 127) << 23;
-    float y = p * u.f;
-    return x < lo ? 0.0f : y;
+    return avsr_fn_select(x < lo, 0.0f, p * u.f);
 }
 
 /* sigmoid through avsr_fn_exp; saturates cleanly at both ends */
@@ -77,7 +92,7 @@ AVSR_HD int avsr_fn_dropout_keep(uint32_t u, float p)
  * the library itself is built for the baseline x86-64. */
 #if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__linux__)
-#define AVSR_SIMD_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define AVSR_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define AVSR_SIMD_CLONES
 #endif

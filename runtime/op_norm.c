@@ -374,7 +374,6 @@ static AVSR_SIMD_CLONES void ln_fwd_rows(const float *x, float *y, float *mean, 
             for (int64_t i = 0; i < D; i++)
                 yr[i] = (xr[i] - mu) * rs * g[i] + b[i];
         } else {
-#pragma omp simd
             for (int64_t i = 0; i < D; i++)
                 yr[i] = (xr[i] - mu) * rs * (g ? g[i] : 1.0f) + (b ? b[i] : 0.0f);
         }
@@ -402,19 +401,31 @@ static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const 
         if (!gx)
             continue;
         float s1 = 0.0f, s2 = 0.0f;
+        if (g) {
 #pragma omp simd reduction(+ : s1, s2)
-        for (int64_t i = 0; i < D; i++) {
-            float d = gr[i] * (g ? g[i] : 1.0f);
-            s1 += d;
-            s2 += d * (xr[i] - mu) * rs;
+            for (int64_t i = 0; i < D; i++) {
+                float d = gr[i] * g[i];
+                s1 += d;
+                s2 += d * (xr[i] - mu);
+            }
+        } else {
+#pragma omp simd reduction(+ : s1, s2)
+            for (int64_t i = 0; i < D; i++) {
+                s1 += gr[i];
+                s2 += gr[i] * (xr[i] - mu);
+            }
         }
         s1 /= (float)D;
-        s2 /= (float)D;
+        s2 *= rs * rs / (float)D;
         float *gxr = gx + r * D;
+        if (g) {
 #pragma omp simd
-        for (int64_t i = 0; i < D; i++) {
-            float d = gr[i] * (g ? g[i] : 1.0f);
-            gxr[i] += rs * (d - s1 - (xr[i] - mu) * rs * s2);
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] += rs * (gr[i] * g[i] - s1 - (xr[i] - mu) * s2);
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] += rs * (gr[i] - s1 - (xr[i] - mu) * s2);
         }
     }
 }
@@ -559,13 +570,13 @@ static AVSR_SIMD_CLONES void softmax_rows(const float *x, float *y, int64_t r0, 
         } else {
 #pragma omp simd reduction(max : mx)
             for (int64_t i = 0; i < D; i++)
-                mx = xr[i] > mx ? xr[i] : mx;
+                mx = mx > xr[i] ? mx : xr[i];
         }
         float sum = 0.0f;
         if (m) {
 #pragma omp simd reduction(+ : sum)
             for (int64_t i = 0; i < D; i++) {
-                float e = m[i] ? avsr_fn_exp(xr[i] - mx) : 0.0f;
+                float e = avsr_fn_select(m[i], avsr_fn_exp(xr[i] - mx), 0.0f);
                 yr[i] = e;
                 sum += e;
             }
@@ -582,7 +593,7 @@ static AVSR_SIMD_CLONES void softmax_rows(const float *x, float *y, int64_t r0, 
             if (m) {
 #pragma omp simd
                 for (int64_t i = 0; i < D; i++)
-                    yr[i] = m[i] ? xr[i] - lse : -INFINITY;
+                    yr[i] = avsr_fn_select(m[i], xr[i] - lse, -INFINITY);
             } else {
 #pragma omp simd
                 for (int64_t i = 0; i < D; i++)
@@ -609,10 +620,10 @@ static AVSR_SIMD_CLONES void softmax_bwd_rows(const float *y, const float *gy, f
         if (logsm) {
 #pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < D; i++)
-                s += yr[i] == -INFINITY ? 0.0f : gr[i];
+                s += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i]);
 #pragma omp simd
             for (int64_t i = 0; i < D; i++)
-                gxr[i] += yr[i] == -INFINITY ? 0.0f : gr[i] - avsr_fn_exp(yr[i]) * s;
+                gxr[i] += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i] - avsr_fn_exp(yr[i]) * s);
         } else {
 #pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < D; i++)
