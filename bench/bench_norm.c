@@ -5,6 +5,7 @@
  *   /usr/bin/python3 bench/norm_torch.py > torch.txt
  *   OMP_NUM_THREADS=2 build/bench/bench_norm torch.txt
  *
+ * The timed step is y = op(x); backward with dL/dy = R (both sides).
  * Without the file only the avsr column is printed. Each row: 5 warm-up
  * runs, then the median of 30. The torch file holds "name ms" lines. */
 #include <omp.h>

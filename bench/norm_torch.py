@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """PyTorch peer of bench/bench_norm.c: forward + backward of layer norm,
-softmax and GLU on the same shapes, 2 threads, 5 warm-up runs then the
+softmax and GLU on the same shapes (y = op(x); y.backward(R)),
+2 threads (OMP_NUM_THREADS overrides), 5 warm-up runs then the
 median of 30. Prints "name ms" lines for bench_norm to read:
 
     /usr/bin/python3 bench/norm_torch.py > torch.txt
     OMP_NUM_THREADS=2 build/bench/bench_norm torch.txt
 """
+import os
 import statistics
 import time
 
@@ -39,7 +41,7 @@ def ln_case(N, D):
 
 
 def main():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     torch.manual_seed(0)
     for N, D in [(4096, 256), (4096, 768)]:
         bench("layer_norm [%d,%d]" % (N, D), ln_case(N, D),

@@ -380,7 +380,9 @@ static AVSR_SIMD_CLONES void ln_fwd_rows(const float *x, float *y, float *mean, 
     }
 }
 
-/* rows [r0, r1): gx += ..., pg += dy * x_hat, pb += dy (pg, pb [D] or NULL) */
+/* rows [r0, r1): gx += ..., pg += dy * x_hat, pb += dy (gx, pg, pb may be
+ * NULL; pg and pb are both set or both NULL). One pass gathers the row sums
+ * (and the parameter sums), a second writes gx. */
 static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const float *mean,
                                          const float *rstd, const float *g, float *gx, float *pg,
                                          float *pb, int64_t r0, int64_t r1, int64_t D)
@@ -388,20 +390,17 @@ static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const 
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * D, *gr = gy + r * D;
         float mu = mean[r], rs = rstd[r];
-        if (pg) {
-#pragma omp simd
-            for (int64_t i = 0; i < D; i++)
-                pg[i] += gr[i] * (xr[i] - mu) * rs;
-        }
-        if (pb) {
-#pragma omp simd
-            for (int64_t i = 0; i < D; i++)
+        float s1 = 0.0f, s2 = 0.0f; /* sum dxh, sum dxh (x - mu), dxh = dy * gamma */
+        if (g && pg) {
+#pragma omp simd reduction(+ : s1, s2)
+            for (int64_t i = 0; i < D; i++) {
+                float xc = xr[i] - mu, d = gr[i] * g[i];
+                pg[i] += gr[i] * xc * rs;
                 pb[i] += gr[i];
-        }
-        if (!gx)
-            continue;
-        float s1 = 0.0f, s2 = 0.0f;
-        if (g) {
+                s1 += d;
+                s2 += d * xc;
+            }
+        } else if (g) {
 #pragma omp simd reduction(+ : s1, s2)
             for (int64_t i = 0; i < D; i++) {
                 float d = gr[i] * g[i];
@@ -414,7 +413,16 @@ static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const 
                 s1 += gr[i];
                 s2 += gr[i] * (xr[i] - mu);
             }
+            if (pg) {
+#pragma omp simd
+                for (int64_t i = 0; i < D; i++) {
+                    pg[i] += gr[i] * (xr[i] - mu) * rs;
+                    pb[i] += gr[i];
+                }
+            }
         }
+        if (!gx)
+            continue;
         s1 /= (float)D;
         s2 *= rs * rs / (float)D;
         float *gxr = gx + r * D;
@@ -465,7 +473,7 @@ static void ln_backward(avsr_ctx *ctx, void *sv)
         n = omp_get_num_threads();
 #endif
         int64_t r0 = N * tid / n, r1 = N * (tid + 1) / n;
-        float *pg = gg ? part + (size_t)tid * 2 * D : NULL, *pb = gb ? part + (size_t)tid * 2 * D + D : NULL;
+        float *pg = part ? part + (size_t)tid * 2 * D : NULL, *pb = part ? pg + D : NULL;
         ln_bwd_rows(x, gy, mean, rstd, g, gx, pg, pb, r0, r1, D);
     }
     if (part) {
