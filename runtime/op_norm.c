@@ -1,0 +1,748 @@
+/* op_norm: batch norm, layer norm, softmax, log-softmax (see op_norm.h).
+ *
+ * All kernels are OpenMP loops over rows (layer norm, softmax) or over
+ * (batch, channel) planes (batch norm); the per-row kernels are compiled
+ * for AVX2 and the baseline (AVSR_SIMD_CLONES) with `omp simd` reductions.
+ * Layer norm and softmax use these kernels rather than oneDNN: they were
+ * measured faster on the benchmark shapes (docs/ops/norm.md). */
+#include "op_norm.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "act_fn.h"
+#include "ctx_int.h"
+#include "tape.h"
+
+/* rows per parallel chunk so that a chunk holds at least ~16K elements */
+static int64_t rows_per_chunk(int64_t D)
+{
+    int64_t r = D > 0 ? 16384 / D : 1;
+    return r < 1 ? 1 : r;
+}
+
+static int max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static bool is_mask_dtype(avsr_dtype t) { return t == AVSR_U8 || t == AVSR_BOOL || t == AVSR_F32; }
+
+/* mask as bytes (0/1) in the arena: [numel of mask] */
+static uint8_t *mask_bytes(avsr_ctx *ctx, const avsr_tensor *m)
+{
+    uint8_t *v = avsr_ctx_alloc(ctx, (size_t)m->numel + 1);
+    if (!v)
+        return NULL;
+    if (m->dtype == AVSR_F32) {
+        const float *f = avsr_f32(m);
+        for (int64_t i = 0; i < m->numel; i++)
+            v[i] = f[i] != 0.0f;
+    } else {
+        const uint8_t *u = m->data;
+        for (int64_t i = 0; i < m->numel; i++)
+            v[i] = u[i] != 0;
+    }
+    return v;
+}
+
+/* ====================================================================== */
+/* batch norm */
+
+struct bn_saved {
+    avsr_tensor *x, *gamma, *beta, *y;
+    const float *mean, *rstd; /* [C]: the statistics that normalised x */
+    const uint8_t *valid;     /* [B, T] or NULL */
+    int64_t B, C, T, inner;   /* x viewed as [B, C, T, inner] */
+    double count;             /* values per channel in the (global) statistics */
+    bool batch_stats;         /* statistics depend on x */
+};
+
+/* Per-(b, c) sums of a and a*b over the plane, valid frames only if
+ * valid_only (a = x, b = x for statistics; a = dy, b = x_hat for backward). */
+static void bn_plane_sums(const struct bn_saved *s, const float *x, const float *dy, bool valid_only,
+                          double *p1, double *p2)
+{
+    int64_t B = s->B, C = s->C, T = s->T, inner = s->inner, S = T * inner;
+    const uint8_t *valid = valid_only ? s->valid : NULL;
+    const float *mean = s->mean, *rstd = s->rstd;
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+    for (int64_t bc = 0; bc < B * C; bc++) {
+        int64_t b = bc / C, c = bc % C;
+        const float *xp = x + bc * S;
+        const float *gp = dy ? dy + bc * S : NULL;
+        double a1 = 0.0, a2 = 0.0;
+        for (int64_t t = 0; t < T; t++) {
+            if (valid && !valid[b * T + t])
+                continue;
+            const float *xr = xp + t * inner;
+            if (!gp) {
+#pragma omp simd reduction(+ : a1, a2)
+                for (int64_t i = 0; i < inner; i++) {
+                    double v = xr[i];
+                    a1 += v;
+                    a2 += v * v;
+                }
+            } else {
+                const float *gr = gp + t * inner;
+                float mc = mean[c], rc = rstd[c];
+#pragma omp simd reduction(+ : a1, a2)
+                for (int64_t i = 0; i < inner; i++) {
+                    double g = gr[i];
+                    a1 += g;
+                    a2 += g * (double)((xr[i] - mc) * rc);
+                }
+            }
+        }
+        p1[bc] = a1;
+        p2[bc] = a2;
+    }
+}
+
+static int bn_sync(avsr_ctx *ctx, double *buf, int n)
+{
+    if (!ctx->bn_sync)
+        return 0;
+    if (ctx->bn_sync(ctx->bn_sync_user, buf, n, &ctx->err) < 0) {
+        if (!avsr_ctx_failed(ctx))
+            avsr_ctx_fail(ctx, "batch_norm: cross-rank synchronisation failed");
+        return -1;
+    }
+    return 0;
+}
+
+static void bn_backward(avsr_ctx *ctx, void *sv)
+{
+    struct bn_saved *s = sv;
+    int64_t B = s->B, C = s->C, S = s->T * s->inner;
+    const float *x = avsr_f32(s->x), *gy = s->y->grad; /* [B, C, S] */
+    bool need_x = avsr_tensor_requires_grad(s->x);
+    bool need_g = avsr_tensor_requires_grad(s->gamma);
+    bool need_b = avsr_tensor_requires_grad(s->beta);
+    bool sums = need_g || need_b || (need_x && s->batch_stats);
+    double *sdy = NULL, *sdyx = NULL; /* [C] local sums of dy and dy * x_hat */
+    if (sums) {
+        double *p1 = avsr_ctx_alloc(ctx, sizeof(double) * (size_t)(2 * B * C)); /* [2, B, C] */
+        sdy = avsr_ctx_alloc(ctx, sizeof(double) * (size_t)(2 * C));           /* [2, C] */
+        if (!p1 || !sdy)
+            return;
+        sdyx = sdy + C;
+        bn_plane_sums(s, x, gy, false, p1, p1 + B * C);
+        for (int64_t c = 0; c < C; c++) {
+            double a = 0.0, b2 = 0.0;
+            for (int64_t b = 0; b < B; b++) {
+                a += p1[b * C + c];
+                b2 += p1[B * C + b * C + c];
+            }
+            sdy[c] = a;
+            sdyx[c] = b2;
+        }
+        /* parameter gradients: this rank's sums (the trainer reduces them) */
+        if (need_g) {
+            float *gg = avsr_tensor_grad(ctx, s->gamma); /* [C] */
+            if (!gg)
+                return;
+            for (int64_t c = 0; c < C; c++)
+                gg[c] += (float)sdyx[c];
+        }
+        if (need_b) {
+            float *gb = avsr_tensor_grad(ctx, s->beta); /* [C] */
+            if (!gb)
+                return;
+            for (int64_t c = 0; c < C; c++)
+                gb[c] += (float)sdy[c];
+        }
+    }
+    if (!need_x)
+        return;
+    float *gx = avsr_tensor_grad(ctx, s->x); /* [B, C, S] */
+    if (!gx)
+        return;
+    const float *gamma = s->gamma ? avsr_f32(s->gamma) : NULL;
+    float *k1 = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(3 * C)); /* [3, C] */
+    if (!k1)
+        return;
+    float *k2 = k1 + C, *k3 = k2 + C;
+    if (s->batch_stats) {
+        /* all ranks' sums of dy and dy * x_hat (SyncBatchNorm backward) */
+        if (bn_sync(ctx, sdy, (int)(2 * C)) < 0)
+            return;
+    }
+    for (int64_t c = 0; c < C; c++) {
+        float g = gamma ? gamma[c] : 1.0f;
+        k1[c] = g * s->rstd[c];                                          /* d y / d x direct */
+        k2[c] = s->batch_stats ? (float)(sdy[c] / s->count) : 0.0f;      /* mean of dy */
+        k3[c] = s->batch_stats ? (float)(sdyx[c] / s->count) : 0.0f;     /* mean of dy x_hat */
+    }
+    int64_t T = s->T, inner = s->inner;
+    const uint8_t *valid = s->valid;
+    const float *mean = s->mean, *rstd = s->rstd;
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+    for (int64_t bc = 0; bc < B * C; bc++) {
+        int64_t b = bc / C, c = bc % C;
+        float a = k1[c], m1 = k2[c], m2 = k3[c], mc = mean[c], rc = rstd[c];
+        for (int64_t t = 0; t < T; t++) {
+            const float *xr = x + bc * S + t * inner, *gr = gy + bc * S + t * inner;
+            float *gxr = gx + bc * S + t * inner;
+            if (valid && !valid[b * T + t]) {
+                /* padded frame: its output depends on x only directly */
+#pragma omp simd
+                for (int64_t i = 0; i < inner; i++)
+                    gxr[i] += a * gr[i];
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < inner; i++)
+                    gxr[i] += a * (gr[i] - m1 - (xr[i] - mc) * rc * m2);
+            }
+        }
+    }
+}
+
+avsr_tensor *avsr_op_batch_norm(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *gamma,
+                                avsr_tensor *beta, avsr_tensor *running_mean,
+                                avsr_tensor *running_var, avsr_tensor *mask, float momentum,
+                                float eps)
+{
+    if (!x || avsr_ctx_failed(ctx))
+        return NULL;
+    char b1[96], b2[96];
+    if (x->dtype != AVSR_F32)
+        return avsr_ctx_fail(ctx, "batch_norm: x: expects f32, got %s", avsr_dtype_name(x->dtype));
+    if (x->ndim < 2)
+        return avsr_ctx_fail(ctx, "batch_norm: x: got %s, expected [B, C, *]",
+                             avsr_shape_str(x, b1, sizeof b1));
+    int64_t B = x->shape[0], C = x->shape[1], T = x->ndim > 2 ? x->shape[2] : 1, inner = 1;
+    for (int i = 3; i < x->ndim; i++)
+        inner *= x->shape[i];
+    avsr_tensor *const pars[4] = {gamma, beta, running_mean, running_var};
+    static const char *const pname[4] = {"gamma", "beta", "running_mean", "running_var"};
+    for (int k = 0; k < 4; k++) {
+        avsr_tensor *p = pars[k];
+        if (p && (p->dtype != AVSR_F32 || p->ndim != 1 || p->shape[0] != C))
+            return avsr_ctx_fail(ctx, "batch_norm: %s: got %s %s, expected f32 [%lld] for x %s",
+                                 pname[k], avsr_dtype_name(p->dtype),
+                                 avsr_shape_str(p, b1, sizeof b1), (long long)C,
+                                 avsr_shape_str(x, b2, sizeof b2));
+    }
+    if (!running_mean != !running_var)
+        return avsr_ctx_fail(ctx, "batch_norm: running_mean and running_var: give both or neither");
+    if (mask) {
+        if (!is_mask_dtype(mask->dtype))
+            return avsr_ctx_fail(ctx, "batch_norm: mask: expects u8, bool or f32, got %s",
+                                 avsr_dtype_name(mask->dtype));
+        if (x->ndim < 3 || mask->ndim != 2 || mask->shape[0] != B || mask->shape[1] != T)
+            return avsr_ctx_fail(ctx, "batch_norm: mask: got %s for x %s, expected [B, T] with T = x.shape[2]",
+                                 avsr_shape_str(mask, b1, sizeof b1), avsr_shape_str(x, b2, sizeof b2));
+    }
+    if (!(eps >= 0.0f) || !(momentum >= 0.0f && momentum <= 1.0f))
+        return avsr_ctx_fail(ctx, "batch_norm: momentum %g / eps %g, expected 0 <= momentum <= 1, eps >= 0",
+                             (double)momentum, (double)eps);
+
+    struct bn_saved sv = {x, gamma, beta, NULL, NULL, NULL, NULL, B, C, T, inner, 0.0, false};
+    sv.batch_stats = avsr_ctx_training(ctx) || !running_mean;
+    float *mean = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(2 * C)); /* [2, C] mean, rstd */
+    if (!mean)
+        return NULL;
+    float *rstd = mean + C;
+    sv.mean = mean;
+    sv.rstd = rstd;
+    if (mask && !(sv.valid = mask_bytes(ctx, mask)))
+        return NULL;
+    if (sv.batch_stats) {
+        double *p = avsr_ctx_alloc(ctx, sizeof(double) * (size_t)(2 * B * C)); /* [2, B, C] */
+        double *buf = avsr_ctx_alloc(ctx, sizeof(double) * (size_t)(2 * C + 1)); /* sum, sumsq, n */
+        if (!p || !buf)
+            return NULL;
+        bn_plane_sums(&sv, avsr_f32(x), NULL, true, p, p + B * C);
+        for (int64_t c = 0; c < C; c++) {
+            double a = 0.0, q = 0.0;
+            for (int64_t b = 0; b < B; b++) {
+                a += p[b * C + c];
+                q += p[B * C + b * C + c];
+            }
+            buf[c] = a;
+            buf[C + c] = q;
+        }
+        int64_t frames = B * T;
+        if (sv.valid) {
+            frames = 0;
+            for (int64_t i = 0; i < B * T; i++)
+                frames += sv.valid[i];
+        }
+        buf[2 * C] = (double)frames * (double)inner;
+        if (bn_sync(ctx, buf, (int)(2 * C + 1)) < 0)
+            return NULL;
+        double n = buf[2 * C];
+        if (n <= 1.0)
+            return avsr_ctx_fail(ctx, "batch_norm: x %s: expected more than 1 value per channel for batch statistics, got %g",
+                                 avsr_shape_str(x, b1, sizeof b1), n);
+        sv.count = n;
+        float *rm = running_mean ? avsr_f32(running_mean) : NULL;
+        float *rv = running_var ? avsr_f32(running_var) : NULL;
+        bool update = rm && avsr_ctx_training(ctx);
+        for (int64_t c = 0; c < C; c++) {
+            double mu = buf[c] / n;
+            double var = buf[C + c] / n - mu * mu;
+            if (var < 0.0)
+                var = 0.0;
+            mean[c] = (float)mu;
+            rstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+            if (update) {
+                rm[c] = (1.0f - momentum) * rm[c] + momentum * (float)mu;
+                rv[c] = (1.0f - momentum) * rv[c] + momentum * (float)(var * n / (n - 1.0));
+            }
+        }
+    } else {
+        const float *rm = avsr_f32(running_mean), *rv = avsr_f32(running_var);
+        for (int64_t c = 0; c < C; c++) {
+            mean[c] = rm[c];
+            rstd[c] = (float)(1.0 / sqrt((double)rv[c] + (double)eps));
+        }
+    }
+    avsr_tensor *y = avsr_tensor_new(ctx, AVSR_F32, x->ndim, x->shape); /* [B, C, S] */
+    if (!y)
+        return NULL;
+    int64_t S = T * inner;
+    const float *xd = avsr_f32(x), *gd = gamma ? avsr_f32(gamma) : NULL,
+                *bd = beta ? avsr_f32(beta) : NULL;
+    float *yd = avsr_f32(y);
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+    for (int64_t bc = 0; bc < B * C; bc++) {
+        int64_t c = bc % C;
+        float sc = rstd[c] * (gd ? gd[c] : 1.0f);
+        float sh = (bd ? bd[c] : 0.0f) - mean[c] * sc;
+        const float *xr = xd + bc * S;
+        float *yr = yd + bc * S;
+#pragma omp simd
+        for (int64_t i = 0; i < S; i++)
+            yr[i] = xr[i] * sc + sh;
+    }
+    avsr_tensor *in[3] = {x, gamma, beta};
+    if (avsr_ctx_needs_grad(ctx, 3, in)) {
+        struct bn_saved *s = avsr_tape_saved(ctx, sizeof *s);
+        if (!s)
+            return NULL;
+        sv.y = y;
+        *s = sv;
+        y->flags |= AVSR_T_REQUIRES_GRAD;
+        if (avsr_tape_record(ctx, bn_backward, y, s) < 0)
+            return NULL;
+    }
+    return y;
+}
+
+/* ====================================================================== */
+/* layer norm */
+
+/* rows [r0, r1) of x [N, D] -> y, mean, rstd */
+static AVSR_SIMD_CLONES void ln_fwd_rows(const float *x, float *y, float *mean, float *rstd,
+                                         const float *g, const float *b, int64_t r0, int64_t r1,
+                                         int64_t D, float eps)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * D;
+        float *yr = y + r * D;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < D; i++)
+            s += xr[i];
+        float mu = s / (float)D, q = 0.0f;
+#pragma omp simd reduction(+ : q)
+        for (int64_t i = 0; i < D; i++)
+            q += (xr[i] - mu) * (xr[i] - mu);
+        float rs = 1.0f / sqrtf(q / (float)D + eps);
+        mean[r] = mu;
+        rstd[r] = rs;
+        if (g && b) {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                yr[i] = (xr[i] - mu) * rs * g[i] + b[i];
+        } else {
+            for (int64_t i = 0; i < D; i++)
+                yr[i] = (xr[i] - mu) * rs * (g ? g[i] : 1.0f) + (b ? b[i] : 0.0f);
+        }
+    }
+}
+
+/* rows [r0, r1): gx += ..., pg += dy * x_hat, pb += dy (gx, pg, pb may be
+ * NULL; pg and pb are both set or both NULL). One pass gathers the row sums
+ * (and the parameter sums), a second writes gx. */
+static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const float *mean,
+                                         const float *rstd, const float *g, float *gx, float *pg,
+                                         float *pb, int64_t r0, int64_t r1, int64_t D)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * D, *gr = gy + r * D;
+        float mu = mean[r], rs = rstd[r];
+        float s1 = 0.0f, s2 = 0.0f; /* sum dxh, sum dxh (x - mu), dxh = dy * gamma */
+        if (g && pg) {
+#pragma omp simd reduction(+ : s1, s2)
+            for (int64_t i = 0; i < D; i++) {
+                float xc = xr[i] - mu, d = gr[i] * g[i];
+                pg[i] += gr[i] * xc * rs;
+                pb[i] += gr[i];
+                s1 += d;
+                s2 += d * xc;
+            }
+        } else if (g) {
+#pragma omp simd reduction(+ : s1, s2)
+            for (int64_t i = 0; i < D; i++) {
+                float d = gr[i] * g[i];
+                s1 += d;
+                s2 += d * (xr[i] - mu);
+            }
+        } else {
+#pragma omp simd reduction(+ : s1, s2)
+            for (int64_t i = 0; i < D; i++) {
+                s1 += gr[i];
+                s2 += gr[i] * (xr[i] - mu);
+            }
+            if (pg) {
+#pragma omp simd
+                for (int64_t i = 0; i < D; i++) {
+                    pg[i] += gr[i] * (xr[i] - mu) * rs;
+                    pb[i] += gr[i];
+                }
+            }
+        }
+        if (!gx)
+            continue;
+        s1 /= (float)D;
+        s2 *= rs * rs / (float)D;
+        float *gxr = gx + r * D;
+        if (g) {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] += rs * (gr[i] * g[i] - s1 - (xr[i] - mu) * s2);
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] += rs * (gr[i] - s1 - (xr[i] - mu) * s2);
+        }
+    }
+}
+
+struct ln_saved {
+    avsr_tensor *x, *gamma, *beta, *y;
+    const float *mean, *rstd; /* [N] */
+    int64_t N, D;
+};
+
+static void ln_backward(avsr_ctx *ctx, void *sv)
+{
+    struct ln_saved *s = sv;
+    int64_t N = s->N, D = s->D;
+    float *gx = NULL, *gg = NULL, *gb = NULL;
+    if (avsr_tensor_requires_grad(s->x) && !(gx = avsr_tensor_grad(ctx, s->x))) /* [N, D] */
+        return;
+    if (avsr_tensor_requires_grad(s->gamma) && !(gg = avsr_tensor_grad(ctx, s->gamma))) /* [D] */
+        return;
+    if (avsr_tensor_requires_grad(s->beta) && !(gb = avsr_tensor_grad(ctx, s->beta))) /* [D] */
+        return;
+    int nt = max_threads();
+    float *part = NULL; /* [nt, 2, D] per-thread sums for gamma and beta */
+    if (gg || gb) {
+        part = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(2 * nt * D));
+        if (!part)
+            return;
+        memset(part, 0, sizeof(float) * (size_t)(2 * nt * D));
+    }
+    const float *x = avsr_f32(s->x), *gy = s->y->grad, *g = s->gamma ? avsr_f32(s->gamma) : NULL;
+    const float *mean = s->mean, *rstd = s->rstd;
+    int use = N * D > 32768 ? nt : 1;
+#pragma omp parallel num_threads(use)
+    {
+        int tid = thread_id(), n = use;
+#ifdef _OPENMP
+        n = omp_get_num_threads();
+#endif
+        int64_t r0 = N * tid / n, r1 = N * (tid + 1) / n;
+        float *pg = part ? part + (size_t)tid * 2 * D : NULL, *pb = part ? pg + D : NULL;
+        ln_bwd_rows(x, gy, mean, rstd, g, gx, pg, pb, r0, r1, D);
+    }
+    if (part) {
+        for (int t = 0; t < nt; t++) {
+            const float *pg = part + (size_t)t * 2 * D, *pb = pg + D;
+            for (int64_t i = 0; i < D; i++) {
+                if (gg)
+                    gg[i] += pg[i];
+                if (gb)
+                    gb[i] += pb[i];
+            }
+        }
+    }
+}
+
+avsr_tensor *avsr_op_layer_norm(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *gamma,
+                                avsr_tensor *beta, float eps)
+{
+    if (!x || avsr_ctx_failed(ctx))
+        return NULL;
+    char b1[96], b2[96];
+    if (x->dtype != AVSR_F32)
+        return avsr_ctx_fail(ctx, "layer_norm: x: expects f32, got %s", avsr_dtype_name(x->dtype));
+    if (x->ndim < 1 || x->shape[x->ndim - 1] < 1)
+        return avsr_ctx_fail(ctx, "layer_norm: x: got %s, expected [..., D] with D >= 1",
+                             avsr_shape_str(x, b1, sizeof b1));
+    int64_t D = x->shape[x->ndim - 1], N = x->numel / D;
+    avsr_tensor *const pars[2] = {gamma, beta};
+    static const char *const pname[2] = {"gamma", "beta"};
+    for (int k = 0; k < 2; k++) {
+        avsr_tensor *p = pars[k];
+        if (p && (p->dtype != AVSR_F32 || p->ndim != 1 || p->shape[0] != D))
+            return avsr_ctx_fail(ctx, "layer_norm: %s: got %s %s, expected f32 [%lld] for x %s",
+                                 pname[k], avsr_dtype_name(p->dtype),
+                                 avsr_shape_str(p, b1, sizeof b1), (long long)D,
+                                 avsr_shape_str(x, b2, sizeof b2));
+    }
+    if (!(eps >= 0.0f))
+        return avsr_ctx_fail(ctx, "layer_norm: eps %g, expected >= 0", (double)eps);
+    avsr_tensor *y = avsr_tensor_new(ctx, AVSR_F32, x->ndim, x->shape); /* [N, D] */
+    float *mean = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(2 * N + 1)); /* [2, N] */
+    if (!y || !mean)
+        return NULL;
+    float *rstd = mean + N;
+    const float *xd = avsr_f32(x), *g = gamma ? avsr_f32(gamma) : NULL,
+                *b = beta ? avsr_f32(beta) : NULL;
+    float *yd = avsr_f32(y);
+    int64_t rpc = rows_per_chunk(D), nch = (N + rpc - 1) / rpc;
+#pragma omp parallel for schedule(static) if (nch > 1)
+    for (int64_t k = 0; k < nch; k++) {
+        int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
+        ln_fwd_rows(xd, yd, mean, rstd, g, b, r0, r1, D, eps);
+    }
+    avsr_tensor *in[3] = {x, gamma, beta};
+    if (avsr_ctx_needs_grad(ctx, 3, in)) {
+        struct ln_saved *s = avsr_tape_saved(ctx, sizeof *s);
+        if (!s)
+            return NULL;
+        *s = (struct ln_saved){x, gamma, beta, y, mean, rstd, N, D};
+        y->flags |= AVSR_T_REQUIRES_GRAD;
+        if (avsr_tape_record(ctx, ln_backward, y, s) < 0)
+            return NULL;
+    }
+    return y;
+}
+
+/* ====================================================================== */
+/* softmax and log-softmax */
+
+/* One row of length D; m (mask row, stride ms: 0 = broadcast, 1 = per
+ * element) or NULL. */
+static AVSR_SIMD_CLONES void softmax_rows(const float *x, float *y, int64_t r0, int64_t r1,
+                                          int64_t D, const uint8_t *mask, const int64_t *moff,
+                                          int64_t ms, int logsm)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * D;
+        float *yr = y + r * D;
+        const uint8_t *m = mask ? mask + moff[r - r0] : NULL;
+        if (m && ms == 0 && !m[0]) {
+            /* broadcast mask: the whole row is masked */
+            for (int64_t i = 0; i < D; i++)
+                yr[i] = logsm ? -INFINITY : 0.0f;
+            continue;
+        }
+        if (m && ms == 0)
+            m = NULL; /* broadcast keep: plain row */
+        float mx = -INFINITY;
+        if (m) {
+            for (int64_t i = 0; i < D; i++)
+                mx = m[i] && xr[i] > mx ? xr[i] : mx;
+            if (mx == -INFINITY) {
+                bool any = false;
+                for (int64_t i = 0; i < D; i++)
+                    any |= m[i] != 0;
+                if (!any) {
+                    for (int64_t i = 0; i < D; i++)
+                        yr[i] = logsm ? -INFINITY : 0.0f;
+                    continue;
+                }
+            }
+        } else {
+#pragma omp simd reduction(max : mx)
+            for (int64_t i = 0; i < D; i++)
+                mx = mx > xr[i] ? mx : xr[i];
+        }
+        float sum = 0.0f;
+        if (m) {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t i = 0; i < D; i++) {
+                float e = avsr_fn_select(m[i], avsr_fn_exp(xr[i] - mx), 0.0f);
+                yr[i] = e;
+                sum += e;
+            }
+        } else {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t i = 0; i < D; i++) {
+                float e = avsr_fn_exp(xr[i] - mx);
+                yr[i] = e;
+                sum += e;
+            }
+        }
+        if (logsm) {
+            float lse = mx + logf(sum);
+            if (m) {
+#pragma omp simd
+                for (int64_t i = 0; i < D; i++)
+                    yr[i] = avsr_fn_select(m[i], xr[i] - lse, -INFINITY);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < D; i++)
+                    yr[i] = xr[i] - lse;
+            }
+        } else {
+            float inv = 1.0f / sum;
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                yr[i] *= inv;
+        }
+    }
+}
+
+/* softmax: gx += y (gy - sum(gy y)); log-softmax: gx += gy - exp(y) sum(gy)
+ * over kept positions (y = -inf marks a masked one) */
+static AVSR_SIMD_CLONES void softmax_bwd_rows(const float *y, const float *gy, float *gx,
+                                              int64_t r0, int64_t r1, int64_t D, int logsm)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        const float *yr = y + r * D, *gr = gy + r * D;
+        float *gxr = gx + r * D;
+        float s = 0.0f;
+        if (logsm) {
+#pragma omp simd reduction(+ : s)
+            for (int64_t i = 0; i < D; i++)
+                s += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i]);
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i] - avsr_fn_exp(yr[i]) * s);
+        } else {
+#pragma omp simd reduction(+ : s)
+            for (int64_t i = 0; i < D; i++)
+                s += gr[i] * yr[i];
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] += yr[i] * (gr[i] - s);
+        }
+    }
+}
+
+struct softmax_saved {
+    avsr_tensor *x, *y;
+    int64_t N, D;
+    int logsm;
+};
+
+static void softmax_backward(avsr_ctx *ctx, void *sv)
+{
+    struct softmax_saved *s = sv;
+    if (!avsr_tensor_requires_grad(s->x))
+        return;
+    float *gx = avsr_tensor_grad(ctx, s->x); /* [N, D] */
+    if (!gx)
+        return;
+    const float *y = avsr_f32(s->y), *gy = s->y->grad;
+    int64_t N = s->N, D = s->D, rpc = rows_per_chunk(D), nch = (N + rpc - 1) / rpc;
+    int logsm = s->logsm;
+#pragma omp parallel for schedule(static) if (nch > 1)
+    for (int64_t k = 0; k < nch; k++) {
+        int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
+        softmax_bwd_rows(y, gy, gx, r0, r1, D, logsm);
+    }
+}
+
+static avsr_tensor *softmax_common(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *mask, int logsm)
+{
+    const char *name = logsm ? "log_softmax" : "softmax";
+    if (!x || avsr_ctx_failed(ctx))
+        return NULL;
+    char b1[96], b2[96];
+    if (x->dtype != AVSR_F32)
+        return avsr_ctx_fail(ctx, "%s: x: expects f32, got %s", name, avsr_dtype_name(x->dtype));
+    if (x->ndim < 1)
+        return avsr_ctx_fail(ctx, "%s: x: needs at least one dimension", name);
+    int nd = x->ndim;
+    int64_t D = x->shape[nd - 1], N = D ? x->numel / D : 0;
+    const uint8_t *mb = NULL;
+    int64_t mstr[AVSR_MAX_DIMS] = {0}, ms = 0; /* mask strides per x dim, 0 = broadcast */
+    if (mask) {
+        if (!is_mask_dtype(mask->dtype))
+            return avsr_ctx_fail(ctx, "%s: mask: expects u8, bool or f32, got %s", name,
+                                 avsr_dtype_name(mask->dtype));
+        bool ok = mask->ndim == nd;
+        for (int i = 0; ok && i < nd; i++)
+            ok = mask->shape[i] == x->shape[i] || mask->shape[i] == 1;
+        if (!ok)
+            return avsr_ctx_fail(ctx, "%s: mask: got %s for x %s, expected the same ndim with each dim equal or 1",
+                                 name, avsr_shape_str(mask, b1, sizeof b1),
+                                 avsr_shape_str(x, b2, sizeof b2));
+        if (!(mb = mask_bytes(ctx, mask)))
+            return NULL;
+        int64_t st = 1;
+        for (int i = nd - 1; i >= 0; i--) {
+            mstr[i] = mask->shape[i] == 1 ? 0 : st;
+            st *= mask->shape[i];
+        }
+        ms = mstr[nd - 1];
+    }
+    avsr_tensor *y = avsr_tensor_new(ctx, AVSR_F32, nd, x->shape); /* [N, D] */
+    if (!y)
+        return NULL;
+    const float *xd = avsr_f32(x);
+    float *yd = avsr_f32(y);
+    int64_t rpc = rows_per_chunk(D), nch = N ? (N + rpc - 1) / rpc : 0;
+    int64_t *moff = NULL; /* [N] mask offset of each row */
+    if (mb) {
+        if (!(moff = avsr_ctx_alloc(ctx, sizeof(int64_t) * (size_t)(N + 1))))
+            return NULL;
+        for (int64_t r = 0; r < N; r++) {
+            int64_t rem = r, off = 0;
+            for (int i = nd - 2; i >= 0; i--) {
+                off += (rem % x->shape[i]) * mstr[i];
+                rem /= x->shape[i];
+            }
+            moff[r] = off;
+        }
+    }
+#pragma omp parallel for schedule(static) if (nch > 1)
+    for (int64_t k = 0; k < nch; k++) {
+        int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
+        softmax_rows(xd, yd, r0, r1, D, mb, moff ? moff + r0 : NULL, ms, logsm);
+    }
+    if (avsr_ctx_needs_grad(ctx, 1, &x)) {
+        struct softmax_saved *s = avsr_tape_saved(ctx, sizeof *s);
+        if (!s)
+            return NULL;
+        *s = (struct softmax_saved){x, y, N, D, logsm};
+        y->flags |= AVSR_T_REQUIRES_GRAD;
+        if (avsr_tape_record(ctx, softmax_backward, y, s) < 0)
+            return NULL;
+    }
+    return y;
+}
+
+avsr_tensor *avsr_op_softmax(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *mask)
+{
+    return softmax_common(ctx, x, mask, 0);
+}
+
+avsr_tensor *avsr_op_log_softmax(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *mask)
+{
+    return softmax_common(ctx, x, mask, 1);
+}
