@@ -70,9 +70,15 @@ static void reduce_backward(avsr_ctx *ctx, void *sv)
     float gy = s->y->grad[0] * s->scale;
     int64_t n = s->x->numel;
     const float *w = s->w;
+    if (w) {
 #pragma omp parallel for schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; i++)
-        gx[i] += w ? gy * w[i] : gy;
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += gy * w[i];
+    } else {
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += gy;
+    }
 }
 
 static avsr_tensor *reduce(avsr_ctx *ctx, avsr_tensor *x, const float *w, float scale,
@@ -89,9 +95,15 @@ static avsr_tensor *reduce(avsr_ctx *ctx, avsr_tensor *x, const float *w, float 
     const float *xd = avsr_f32(x);
     int64_t n = x->numel;
     double acc = 0.0;
+    if (w) {
 #pragma omp parallel for reduction(+ : acc) schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; i++)
-        acc += w ? (double)xd[i] * w[i] : (double)xd[i];
+        for (int64_t i = 0; i < n; i++)
+            acc += (double)xd[i] * w[i];
+    } else {
+#pragma omp parallel for reduction(+ : acc) schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++)
+            acc += (double)xd[i];
+    }
     avsr_f32(y)[0] = (float)(acc * scale);
     if (avsr_ctx_needs_grad(ctx, 1, &x)) {
         struct reduce_saved *s = avsr_tape_saved(ctx, sizeof *s);

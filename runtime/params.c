@@ -1,6 +1,8 @@
 /* params: flat parameter, gradient and moment buffers (see params.h). */
 #include "params.h"
 
+#include "rng.h"
+
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,8 @@ struct entry {
     avsr_tensor *t; /* heap: pointers handed out stay valid */
     int64_t offset; /* floats into the flat buffers; -1 for buffers */
     bool buffer;
+    avsr_init_kind init;
+    float init_a;
 };
 
 struct avsr_params {
@@ -238,4 +242,54 @@ void avsr_params_zero_grad(avsr_params *p)
 {
     if (p->grad)
         memset(p->grad, 0, sizeof(float) * (size_t)p->flat);
+}
+
+int avsr_params_set_init(avsr_params *p, const avsr_tensor *t, avsr_init_kind kind, float a,
+                         avsr_error *err)
+{
+    for (int i = 0; i < p->n; i++) {
+        if (p->e[i].t == t) {
+            p->e[i].init = kind;
+            p->e[i].init_a = a;
+            return 0;
+        }
+    }
+    return avsr_error_set(err, AVSR_ERR_INVALID, "params: set_init on a tensor not in this store");
+}
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+int avsr_params_init(avsr_params *p, uint64_t seed, avsr_error *err)
+{
+    if (!p->final)
+        return avsr_error_set(err, AVSR_ERR_INVALID, "params: init before finalize");
+    for (int i = 0; i < p->n; i++) {
+        struct entry *e = &p->e[i];
+        avsr_tensor *t = e->t;
+        if (t->dtype != AVSR_F32) {
+            memset(t->data, 0, (size_t)t->numel * avsr_dtype_size(t->dtype));
+            continue;
+        }
+        float *d = t->data;
+        avsr_rng r;
+        avsr_rng_init(&r, seed, 0, name_hash(e->name), AVSR_RNG_INIT);
+        for (int64_t k = 0; k < t->numel; k++) {
+            switch (e->init) {
+            case AVSR_INIT_ZEROS: d[k] = 0.0f; break;
+            case AVSR_INIT_ONES: d[k] = 1.0f; break;
+            case AVSR_INIT_CONST: d[k] = e->init_a; break;
+            case AVSR_INIT_UNIFORM: d[k] = e->init_a * (2.0f * avsr_rng_uniform(&r) - 1.0f); break;
+            case AVSR_INIT_NORMAL: d[k] = e->init_a * avsr_rng_normal(&r); break;
+            }
+        }
+    }
+    return 0;
 }

@@ -62,6 +62,23 @@ int64_t avsr_params_numel_trainable(const avsr_params *p);
 /* Set requires_grad on every parameter whose name matches pattern; returns
  * the number matched. */
 int avsr_params_set_requires_grad(avsr_params *p, const char *pattern, bool on);
+
+/* Initialisation rules, recorded when a parameter or buffer is registered
+ * and applied by avsr_params_init() after finalize. Each tensor draws from
+ * the Philox stream keyed by (seed, hash of its name), so a tensor's initial
+ * values do not depend on which other tensors the model has. */
+typedef enum avsr_init_kind {
+    AVSR_INIT_ZEROS = 0,  /* the default */
+    AVSR_INIT_ONES,
+    AVSR_INIT_CONST,      /* every element = a */
+    AVSR_INIT_UNIFORM,    /* U(-a, a): torch's Linear/Conv default has a = 1/sqrt(fan_in) */
+    AVSR_INIT_NORMAL      /* N(0, a^2): torch's Embedding default has a = 1 */
+} avsr_init_kind;
+/* t must have been returned by avsr_params_add/add_buffer of p. */
+int avsr_params_set_init(avsr_params *p, const avsr_tensor *t, avsr_init_kind kind, float a,
+                         avsr_error *err);
+/* Apply every rule (f32 tensors; integer buffers are zeroed). */
+int avsr_params_init(avsr_params *p, uint64_t seed, avsr_error *err);
 void avsr_params_zero_grad(avsr_params *p);
 
 #ifdef __cplusplus

@@ -85,8 +85,14 @@ int avsr_backward(avsr_ctx *ctx, avsr_tensor *loss, const float *seed)
     float *g = avsr_tensor_grad(ctx, loss);
     if (!g)
         return -1;
-    for (int64_t i = 0; i < loss->numel; i++)
-        g[i] += seed ? seed[i] : 1.0f;
+    int64_t n = loss->numel;
+    if (seed) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++)
+            g[i] += seed[i];
+    } else {
+        g[0] += 1.0f;
+    }
     struct avsr_tape *t = ctx->tape;
     for (int i = t->n - 1; i >= 0; i--) {
         struct entry *e = &t->e[i];

@@ -119,6 +119,30 @@ static void test_params(void)
     float *m0 = avsr_params_moment(p, 0, &err);
     tap_ok(m0 && m0 != avsr_params_moment(p, 1, &err) && m0 == avsr_params_moment(p, 0, &err),
            "params: two moment buffers, allocated once");
+    /* initialisation rules: keyed by name, independent of the other tensors */
+    tap_ok(avsr_params_set_init(p, a, AVSR_INIT_UNIFORM, 0.5f, &err) == 0 &&
+               avsr_params_set_init(p, c, AVSR_INIT_NORMAL, 1.0f, &err) == 0 &&
+               avsr_params_set_init(p, rm, AVSR_INIT_ONES, 0, &err) == 0,
+           "params: init rules recorded");
+    tap_ok(avsr_params_init(p, 7, &err) == 0, "params: init applied");
+    bool in_range = true, nonzero = false;
+    for (int i = 0; i < 15; i++) {
+        float v = avsr_f32(a)[i];
+        in_range &= v >= -0.5f && v <= 0.5f;
+        nonzero |= v != 0.0f;
+    }
+    tap_ok(in_range && nonzero && avsr_f32(b)[0] == 0.0f && avsr_f32(rm)[3] == 1.0f,
+           "params: uniform in [-a, a], default zeros, ones");
+    float first = avsr_f32(a)[0];
+    avsr_params *q = avsr_params_create();
+    avsr_tensor *qx = avsr_params_add(q, "other.weight", 1, s2, &err);
+    avsr_tensor *qa = avsr_params_add(q, "encoder.layers.0.linear.weight", 2, s1, &err);
+    avsr_params_finalize(q, &err);
+    avsr_params_set_init(q, qa, AVSR_INIT_UNIFORM, 0.5f, &err);
+    avsr_params_set_init(q, qx, AVSR_INIT_UNIFORM, 0.5f, &err);
+    avsr_params_init(q, 7, &err);
+    tap_ok(avsr_f32(qa)[0] == first, "params: a tensor's init depends on its name and seed only");
+    avsr_params_destroy(q);
     avsr_params_destroy(p);
 }
 
