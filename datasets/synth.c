@@ -140,18 +140,17 @@ int avsr_synth_speakers(const avsr_synth_config *c, avsr_synth_speaker **out, in
         int combo = perm[i % NC], tier = i / NC;
         int voice = combo / N_VARIANTS, var = combo % N_VARIANTS;
         int female = synth_variants[var][0] == 'f';
-        avsr_rng vr;
+        avsr_rng vr, pr;
         avsr_rng_init(&vr, c->seed, 1, (uint64_t)i, P_SPEAKERS);
+        avsr_rng_init(&pr, c->seed, 3, (uint64_t)(i % NC), P_SPEAKERS); /* the combination's pitch */
         sp->index = (uint32_t)i;
         snprintf(sp->name, sizeof sp->name, "s%02d", i);
         snprintf(sp->voice, sizeof sp->voice, "%s+%s", synth_voices[voice], synth_variants[var]);
-        /* pitch tiers: 0 draws anywhere in the band, 1 low, 2 high */
+        /* pitch: drawn per combination (20-60 male, 40-80 female); the
+         * second and third use of a combination are 12 lower / higher */
         int lo = female ? 40 : 20, hi = female ? 80 : 60;
-        if (tier == 1)
-            hi = (lo + hi) / 2;
-        else if (tier >= 2)
-            lo = (lo + hi) / 2;
-        sp->pitch = lo + (int)avsr_rng_below(&vr, (uint32_t)(hi - lo + 1));
+        sp->pitch = lo + (int)avsr_rng_below(&pr, (uint32_t)(hi - lo + 1)) +
+                    (tier == 1 ? -12 : tier >= 2 ? 12 : 0);
         sp->range = 30 + (int)avsr_rng_below(&vr, 51);
         sp->rate = 140 + (int)avsr_rng_below(&vr, 51);
         sp->split = i < n_train                              ? AVSR_SPLIT_TRAIN

@@ -223,6 +223,15 @@ static void mouth_geometry(const avsr_mouth *m, const avsr_face *f, mouth_geom *
     g->th_l = m->teeth_low * fminf(0.8f * tooth, 0.6f * g->hi + 0.4f);
 }
 
+/* Approximately normal noise, cheaply: the sum of the four bytes of one
+ * random word (Irwin-Hall, n = 4), scaled to zero mean and unit variance. */
+static float sensor_noise(avsr_rng *r)
+{
+    uint32_t x = avsr_rng_u32(r);
+    int sum = (int)(x & 255u) + (int)((x >> 8) & 255u) + (int)((x >> 16) & 255u) + (int)(x >> 24);
+    return ((float)sum - 510.0f) * (1.0f / 147.80f);
+}
+
 void avsr_mouth_render(const avsr_mouth *m, const avsr_face *f, float dx, float dy,
                        avsr_rng *noise, uint8_t *out)
 {
@@ -240,10 +249,13 @@ void avsr_mouth_render(const avsr_mouth *m, const avsr_face *f, float dx, float 
             float px = (float)x + 0.5f - cx, py = (float)y + 0.5f - cy;
             float u = ct * px + st * py;  /* along the mouth */
             float v = -st * px + ct * py; /* down */
-            /* skin with a soft shadow under the lower lip and a jaw shadow
-             * that deepens as the mouth opens */
             float val = f->skin;
             float below = v - (g.hi + g.tl);
+            /* far from the mouth (shadows below 0.2 grey levels): skin only */
+            if (fabsf(u) > 3.2f * g.w || v < -(g.hi + g.tu) - 2.0f || below > 40.0f * s)
+                goto shade;
+            /* skin with a soft shadow under the lower lip and a jaw shadow
+             * that deepens as the mouth opens */
             float shadow = 14.0f * expf(-0.5f * (below - 3.0f * s) * (below - 3.0f * s) / (4.0f * s * s));
             float jaw = 10.0f * clampf(m->open, 0.0f, 1.0f) *
                         expf(-0.5f * (below - 14.0f * s) * (below - 14.0f * s) / (16.0f * s * s));
@@ -298,10 +310,11 @@ void avsr_mouth_render(const avsr_mouth *m, const avsr_face *f, float dx, float 
                     val = mixf(val, f->teeth, c_tk * clampf(m->tuck, 0.0f, 1.0f) * c_lip);
                 }
             }
+        shade:
             /* lighting, gain, sensor noise */
             val = f->gain * val + f->light_gx * ((float)x - 47.5f) + f->light_gy * ((float)y - 47.5f);
             if (noise && f->noise_sigma > 0.0f)
-                val += f->noise_sigma * avsr_rng_normal(noise);
+                val += f->noise_sigma * sensor_noise(noise);
             val = clampf(val + 0.5f, 0.0f, 255.0f);
             out[y * AVSR_MOUTH_W + x] = (uint8_t)val;
         }

@@ -126,6 +126,19 @@ static void test_speakers(void)
     tap_ok(count[0] == 18 && count[1] == 3 && count[2] == 3 && count[3] == 4 && dup == 0,
            "speakers: 18/3/3/4 per split, no two share voice+variant+pitch");
     free(s);
+    /* the largest pool: 264 speakers, combinations reused in pitch tiers */
+    avsr_synth_config big = c0;
+    big.n_speakers = 200;
+    big.n_babble = 64;
+    avsr_synth_config_check(&big, &c, &err);
+    rc = avsr_synth_speakers(&c, &s, &n, &err);
+    dup = 0;
+    for (int i = 0; rc == 0 && i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(s[i].voice, s[j].voice) == 0 && s[i].pitch == s[j].pitch)
+                dup++;
+    tap_ok(rc == 0 && n == 264 && dup == 0, "speakers: 264 speakers, all distinct");
+    free(s);
     /* bad configurations */
     avsr_synth_config bad = c0;
     bad.n_speakers = 2;
