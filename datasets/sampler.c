@@ -164,8 +164,10 @@ int avsr_plan_build(avsr_plan **out, const avsr_sampler_config *cfg, uint64_t ep
         }
     }
     if (nk == 0) {
+        avsr_plan_counts cc = *c;
         free(kept);
         avsr_plan_free(p);
+        c = &cc;
         return avsr_error_set(err, AVSR_ERR_INVALID,
                               "%s: no clip left of %lld (%lld empty, %lld longer than max_len, "
                               "%lld longer than max_frames, %lld failing the CTC filter)",
