@@ -11,6 +11,7 @@
 #include "op_act.h"
 #include "op_shape.h"
 #include "op_loss.h"
+#include "op_features.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-FAMILIES = ["linear", "conv", "norm", "shape", "loss"]
+FAMILIES = ["linear", "conv", "norm", "shape", "loss", "optim", "features"]
 
 
 def main():
