@@ -12,7 +12,8 @@
  * The two are timed alternately (warm-up 3, then the median of --reps,
  * default 10) on the same matrices and threads (2 unless OMP_NUM_THREADS
  * is set). Flops: forward 2*M*N*K, backward twice that. Prints a Markdown
- * table. Usage: bench/bench_linear [--reps N] */
+ * table. Usage: bench/bench_linear [--reps N] [--shapes N] (the first N
+ * shapes only). */
 #define _POSIX_C_SOURCE 200809L
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
@@ -162,12 +163,14 @@ static int avsr_step(avsr_ctx *ctx, float *xd, int64_t M, int64_t K, avsr_tensor
 
 int main(int argc, char **argv)
 {
-    int reps = 10, warm = 3;
+    int reps = 10, warm = 3, nshapes = 4;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc)
+            nshapes = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--shapes 1-4]\n", argv[0]);
             return 2;
         }
     }
@@ -194,7 +197,7 @@ int main(int argc, char **argv)
     printf("| shape (M x K -> N) | avsr GFLOP/s | raw oneDNN GFLOP/s | ratio | avsr fwd ms | avsr bwd ms "
            "| raw fwd ms | raw bwd ms | peak arena bytes |\n");
     printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (int si = 0; si < 4; si++) {
+    for (int si = 0; si < nshapes && si < 4; si++) {
         int64_t K = shapes[si][0], N = shapes[si][1];
         /* a fresh context per shape, so the arena peak is this shape's */
         avsr_ctx_destroy(ctx);

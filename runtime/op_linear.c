@@ -60,24 +60,47 @@ struct linear_saved {
     int64_t M, N, K;
 };
 
-/* db[j] += sum_i dz[i, j]: column blocks in parallel, rows in order within
- * each (deterministic, independent of the thread count). */
-static void bias_grad(float *db, const float *dz, int64_t M, int64_t N)
+/* db[j] += sum_i dz[i, j]. Rows are summed in fixed chunks of LIN_BG_ROWS
+ * (each chunk streams its rows contiguously into a partial sum, chunks in
+ * parallel), then the partial sums are added in chunk order: the result
+ * does not depend on the thread count, and every read is sequential (a
+ * column-blocked loop would stride by a whole row per access). */
+#define LIN_BG_ROWS 128
+static int bias_grad(avsr_ctx *ctx, float *db, const float *dz, int64_t M, int64_t N)
 {
-    enum { BLK = 64 };
-    int64_t nblk = (N + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static) if (M * N > LIN_PAR_MIN && nblk > 1)
-    for (int64_t bk = 0; bk < nblk; bk++) {
-        int64_t j0 = bk * BLK, w = N - j0 < BLK ? N - j0 : BLK;
-        float acc[BLK] = {0};
-        for (int64_t i = 0; i < M; i++) {
-            const float *row = dz + i * N + j0;
-            for (int64_t j = 0; j < w; j++)
-                acc[j] += row[j];
+    int64_t nch = (M + LIN_BG_ROWS - 1) / LIN_BG_ROWS;
+    if (nch <= 1) {
+        for (int64_t j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int64_t i = 0; i < M; i++)
+                acc += dz[i * N + j];
+            db[j] += acc;
         }
-        for (int64_t j = 0; j < w; j++)
-            db[j0 + j] += acc[j];
+        return 0;
     }
+    float *part = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(nch * N)); /* [nch, N] */
+    if (!part)
+        return -1;
+#pragma omp parallel for schedule(static) if (M * N > LIN_PAR_MIN)
+    for (int64_t c = 0; c < nch; c++) {
+        float *p = part + c * N;
+        int64_t i0 = c * LIN_BG_ROWS, i1 = i0 + LIN_BG_ROWS < M ? i0 + LIN_BG_ROWS : M;
+        memcpy(p, dz + i0 * N, sizeof(float) * (size_t)N);
+        for (int64_t i = i0 + 1; i < i1; i++) {
+            const float *row = dz + i * N;
+#pragma omp simd
+            for (int64_t j = 0; j < N; j++)
+                p[j] += row[j];
+        }
+    }
+    /* nch * N is small (1/128 of dz): a parallel region costs more */
+    for (int64_t j = 0; j < N; j++) {
+        float acc = 0.0f;
+        for (int64_t c = 0; c < nch; c++)
+            acc += part[c * N + j];
+        db[j] += acc;
+    }
+    return 0;
 }
 
 static void linear_backward(avsr_ctx *ctx, void *sv)
@@ -115,7 +138,8 @@ static void linear_backward(avsr_ctx *ctx, void *sv)
         float *db = avsr_tensor_grad(ctx, s->b); /* [N] */
         if (!db)
             return;
-        bias_grad(db, dz, M, N);
+        if (bias_grad(ctx, db, dz, M, N) < 0)
+            return;
     }
     if (avsr_tensor_requires_grad(s->x)) {
         bool acc;

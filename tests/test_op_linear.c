@@ -412,6 +412,31 @@ static void test_accumulate(avsr_ctx *ctx)
     avsr_tensor_free(b);
 }
 
+/* db over many rows goes through the chunked, parallel column sum */
+static void test_bias_grad_rows(avsr_ctx *ctx)
+{
+    int64_t xs[3] = {3, 100, 4}, ws[2] = {70, 4}, bs[1] = {70};
+    avsr_tensor *x = tu_rand(3, xs, 81, -1, 1, false), *w = tu_rand(2, ws, 82, -1, 1, false);
+    avsr_tensor *b = tu_rand(1, bs, 83, -1, 1, true);
+    float *r = malloc(sizeof(float) * 300 * 70), want[70];
+    tu_fill_uniform(r, 300 * 70, 84, -1, 1);
+    for (int j = 0; j < 70; j++) {
+        double acc = 0;
+        for (int i = 0; i < 300; i++)
+            acc += r[i * 70 + j];
+        want[j] = (float)acc;
+    }
+    avsr_tensor *y = avsr_op_linear(ctx, x, w, b);
+    run_backward(ctx, y, r);
+    /* 300 f32 terms of size <= 1: rounding error well below 1e-4 */
+    tu_close("linear: db over 300 rows equals the column sums of dy", b->grad, want, 70, 1e-4, 1e-5);
+    avsr_ctx_reset(ctx);
+    free(r);
+    avsr_tensor_free(x);
+    avsr_tensor_free(w);
+    avsr_tensor_free(b);
+}
+
 static void test_frozen(avsr_ctx *ctx)
 {
     int64_t xs[2] = {3, 4}, ws[2] = {6, 4}, bs[1] = {6};
@@ -539,6 +564,7 @@ int main(void)
     test_golden(ctx);
     test_gradcheck(ctx);
     test_accumulate(ctx);
+    test_bias_grad_rows(ctx);
     test_frozen(ctx);
     test_bad(ctx);
     avsr_ctx_destroy(ctx);
