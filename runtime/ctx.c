@@ -219,7 +219,10 @@ float *avsr_tensor_grad(avsr_ctx *ctx, avsr_tensor *t)
 {
     if (!t->grad) {
         size_t bytes = (size_t)t->numel * sizeof(float);
-        t->grad = avsr_arena_calloc(ctx->arena, bytes);
+        /* a heap tensor outlives the step: its gradient goes on the heap too
+         * (freed by avsr_tensor_free), never into the arena */
+        t->grad = (t->flags & AVSR_T_OWNED) ? calloc(t->numel ? (size_t)t->numel : 1, sizeof(float))
+                                            : avsr_arena_calloc(ctx->arena, bytes);
         if (!t->grad)
             AVSR_NOMEM(&ctx->err, bytes);
     }

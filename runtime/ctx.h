@@ -78,7 +78,8 @@ avsr_tensor *avsr_tensor_zeros(avsr_ctx *ctx, avsr_dtype dtype, int ndim, const 
 /* A descriptor over caller memory (not copied, not freed). */
 avsr_tensor *avsr_tensor_wrap(avsr_ctx *ctx, avsr_dtype dtype, int ndim, const int64_t *shape,
                               void *data);
-/* The gradient buffer of t, allocated (zeroed) in the arena on first use. */
+/* The gradient buffer of t, allocated (zeroed) on first use: in the arena for
+ * activations, on the heap for tensors made by avsr_tensor_create. */
 float *avsr_tensor_grad(avsr_ctx *ctx, avsr_tensor *t);
 
 int avsr_ctx_threads(const avsr_ctx *ctx);
