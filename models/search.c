@@ -13,15 +13,18 @@
 
 #include "error.h"
 
-/* log(exp(x) + exp(y)) as numpy's npy_logaddexp computes it. */
+/* log(exp(x) + exp(y)) as numpy's npy_logaddexp computes it, except that
+ * a term more than 40 below the other is dropped without calling exp/log1p
+ * (log1p(exp(-40)) = 4.2e-18 is below half an ulp of any |x| >= 0.07, so
+ * the result is the same for log-probabilities that are not tiny). */
 static inline double lae(double x, double y)
 {
     if (x == y)
         return x + 0.69314718055994530942; /* also -inf + -inf = -inf */
     double d = x - y;
     if (d > 0)
-        return x + log1p(exp(-d));
-    return y + log1p(exp(d));
+        return d > 40.0 ? x : x + log1p(exp(-d));
+    return d < -40.0 ? y : y + log1p(exp(d));
 }
 
 /* ---- n-best --------------------------------------------------------------- */
@@ -203,6 +206,42 @@ static int cmp_pcand(const void *a, const void *b)
     return (x->order > y->order) - (x->order < y->order);
 }
 
+/* Partially order cand[0..n) so that its k best (by cmp_pcand, a strict
+ * total order) come first, in any order: quickselect with a median-of-three
+ * pivot (deterministic). */
+static void select_pcand(pcand *c, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        /* median of three into c[hi] as the pivot */
+        if (cmp_pcand(&c[mid], &c[lo]) < 0) {
+            pcand t = c[mid]; c[mid] = c[lo]; c[lo] = t;
+        }
+        if (cmp_pcand(&c[hi], &c[lo]) < 0) {
+            pcand t = c[hi]; c[hi] = c[lo]; c[lo] = t;
+        }
+        if (cmp_pcand(&c[mid], &c[hi]) < 0) {
+            pcand t = c[mid]; c[mid] = c[hi]; c[hi] = t;
+        }
+        const pcand piv = c[hi];
+        int st = lo;
+        for (int i = lo; i < hi; i++)
+            if (cmp_pcand(&c[i], &piv) < 0) {
+                pcand t = c[i]; c[i] = c[st]; c[st] = t;
+                st++;
+            }
+        c[hi] = c[st];
+        c[st] = piv;
+        if (st == k - 1 || st == k)
+            return;
+        if (st < k)
+            lo = st + 1;
+        else
+            hi = st - 1;
+    }
+}
+
 typedef struct pb_work {
     pbeam *beams, *next;  /* [beam] */
     int64_t *buf[2];      /* [beam, T + 1] sequence storage per generation */
@@ -350,9 +389,11 @@ int avsr_ctc_prefix_beam(const float *logp, int T, int V, const avsr_ctc_beam_op
             if (w.cand[i].score > -INFINITY)
                 w.cand[nk++] = w.cand[i];
         }
-        qsort(w.cand, (size_t)nk, sizeof *w.cand, cmp_pcand);
-        if (nk > W)
+        if (nk > W) {
+            select_pcand(w.cand, nk, W);
             nk = W;
+        }
+        qsort(w.cand, (size_t)nk, sizeof *w.cand, cmp_pcand);
         gen ^= 1;
         for (int i = 0; i < nk; i++) {
             const pcand *c = &w.cand[i];
@@ -451,6 +492,73 @@ void avsr_ctc_prefix_score(const avsr_ctc_prefix *s, int L, int64_t last, const 
     for (int t = 0; t < T; t++)
         rsum[t] = lae(r_prev[2 * t], r_prev[2 * t + 1]);
     const int start = L > 1 ? L : 1;
+    if (s->logp_t) {
+        /* time-contiguous columns: one candidate at a time */
+        const float *xb = s->logp_t + (size_t)s->blank * T;
+        for (int i = 0; i < n; i++) {
+            const int64_t c = cs[i];
+            const float *xc = s->logp_t + (size_t)c * T;
+            const bool rep = L > 0 && c == last;
+            const double *phi = rep ? r_prev + 1 : rsum;
+            const int ps = rep ? 2 : 1;
+            double lpsi = AVSR_SEARCH_LOGZERO;
+            double *r = r_out ? r_out + (size_t)i * T * 2 : NULL; /* [T, 2] */
+            if (r)
+                for (int t = 0; t < 2 * T; t++)
+                    r[t] = AVSR_SEARCH_LOGZERO;
+            if (start - 1 < T) {
+                if (L == 0) {
+                    lpsi = xc[0];
+                    if (r)
+                        r[0] = xc[0];
+                }
+                if (r) {
+                    double rn = r[2 * (start - 1)], rb = r[2 * (start - 1) + 1];
+                    for (int t = start; t < T; t++) {
+                        const double ph = phi[(size_t)(t - 1) * ps];
+                        const double nrn = lae(rn, ph) + (double)xc[t];
+                        const double nrb = lae(rn, rb) + (double)xb[t];
+                        lpsi = lae(lpsi, ph + (double)xc[t]);
+                        r[2 * t] = rn = nrn;
+                        r[2 * t + 1] = rb = nrb;
+                    }
+                } else {
+                    for (int t = start; t < T; t++)
+                        lpsi = lae(lpsi, phi[(size_t)(t - 1) * ps] + (double)xc[t]);
+                }
+            }
+            if (c == s->eos)
+                lpsi = rsum[T - 1];
+            if (c == s->blank)
+                lpsi = AVSR_SEARCH_LOGZERO;
+            psi[i] = lpsi;
+        }
+        return;
+    }
+    if (!r_out) {
+        /* scores only: frames outer, candidates inner, so that each frame's
+         * row of logp is read once; each candidate's sum runs over t in the
+         * same order as below */
+        for (int i = 0; i < n; i++)
+            psi[i] = (L == 0 && start - 1 < T) ? (double)x[cs[i]] : AVSR_SEARCH_LOGZERO;
+        for (int t = start; t < T; t++) {
+            const float *row = x + (size_t)t * V;
+            const double ps = rsum[t - 1], pb = r_prev[2 * (t - 1) + 1];
+            for (int i = 0; i < n; i++) {
+                const int64_t c = cs[i];
+                const double ph = (L > 0 && c == last) ? pb : ps;
+                psi[i] = lae(psi[i], ph + (double)row[c]);
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            if (cs[i] == s->eos)
+                psi[i] = rsum[T - 1];
+            if (cs[i] == s->blank)
+                psi[i] = AVSR_SEARCH_LOGZERO;
+        }
+        return;
+    }
+    /* with states: one candidate at a time */
     for (int i = 0; i < n; i++) {
         const int64_t c = cs[i];
         /* phi_t: paths that may emit c at t + 1: r^n + r^b, or only r^b when c
@@ -458,35 +566,22 @@ void avsr_ctc_prefix_score(const avsr_ctc_prefix *s, int L, int64_t last, const 
         const bool rep = L > 0 && c == last;
         const double *phi = rep ? r_prev + 1 : rsum;
         const int ps = rep ? 2 : 1;
-        double lpsi;
-        double *r = r_out ? r_out + (size_t)i * T * 2 : NULL;
-        if (r)
-            for (int t = 0; t < 2 * T; t++)
-                r[t] = AVSR_SEARCH_LOGZERO;
-        if (start - 1 >= T) {
-            lpsi = AVSR_SEARCH_LOGZERO; /* g + c longer than the frames */
-        } else {
-            if (L == 0) {
-                lpsi = x[c];
-                if (r)
-                    r[0] = x[c];
-            } else {
-                lpsi = AVSR_SEARCH_LOGZERO;
-            }
-            if (r) {
-                double rn = r[2 * (start - 1)], rb = r[2 * (start - 1) + 1];
-                for (int t = start; t < T; t++) {
-                    const double xc = x[(size_t)t * V + c], xb = x[(size_t)t * V + s->blank];
-                    const double ph = phi[(size_t)(t - 1) * ps];
-                    const double nrn = lae(rn, ph) + xc;
-                    const double nrb = lae(rn, rb) + xb;
-                    lpsi = lae(lpsi, ph + xc);
-                    r[2 * t] = rn = nrn;
-                    r[2 * t + 1] = rb = nrb;
-                }
-            } else {
-                for (int t = start; t < T; t++)
-                    lpsi = lae(lpsi, phi[(size_t)(t - 1) * ps] + (double)x[(size_t)t * V + c]);
+        double lpsi = AVSR_SEARCH_LOGZERO;
+        double *r = r_out + (size_t)i * T * 2; /* [T, 2] */
+        for (int t = 0; t < 2 * T; t++)
+            r[t] = AVSR_SEARCH_LOGZERO;
+        if (start - 1 < T) { /* else g + c is longer than the frames */
+            if (L == 0)
+                lpsi = r[0] = x[c];
+            double rn = r[2 * (start - 1)], rb = r[2 * (start - 1) + 1];
+            for (int t = start; t < T; t++) {
+                const double xc = x[(size_t)t * V + c], xb = x[(size_t)t * V + s->blank];
+                const double ph = phi[(size_t)(t - 1) * ps];
+                const double nrn = lae(rn, ph) + xc;
+                const double nrb = lae(rn, rb) + xb;
+                lpsi = lae(lpsi, ph + xc);
+                r[2 * t] = rn = nrn;
+                r[2 * t + 1] = rb = nrb;
             }
         }
         if (c == s->eos)
@@ -534,6 +629,7 @@ typedef struct autt {
     int T, maxlen;
     bool done;
     const float *x; /* [T, V] CTC log-probs or NULL */
+    float *xt;      /* [V, T] the same, transposed (owned) */
     ahyp *run;
     int nrun;
     ahyp *ended; /* all ended hypotheses (r = NULL) */
@@ -563,6 +659,7 @@ static void autt_free(autt *u)
     free(u->ended);
     free(u->best_len);
     free(u->cand);
+    free(u->xt);
     memset(u, 0, sizeof *u);
 }
 
@@ -572,6 +669,39 @@ static int cmp_acand(const void *a, const void *b)
     if (x->w != y->w)
         return x->w > y->w ? -1 : 1;
     return (x->flat > y->flat) - (x->flat < y->flat);
+}
+
+/* As select_pcand, for attention candidates. */
+static void select_acand(acand *c, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cmp_acand(&c[mid], &c[lo]) < 0) {
+            acand t = c[mid]; c[mid] = c[lo]; c[lo] = t;
+        }
+        if (cmp_acand(&c[hi], &c[lo]) < 0) {
+            acand t = c[hi]; c[hi] = c[lo]; c[lo] = t;
+        }
+        if (cmp_acand(&c[mid], &c[hi]) < 0) {
+            acand t = c[mid]; c[mid] = c[hi]; c[hi] = t;
+        }
+        const acand piv = c[hi];
+        int st = lo;
+        for (int i = lo; i < hi; i++)
+            if (cmp_acand(&c[i], &piv) < 0) {
+                acand t = c[i]; c[i] = c[st]; c[st] = t;
+                st++;
+            }
+        c[hi] = c[st];
+        c[st] = piv;
+        if (st == k - 1 || st == k)
+            return;
+        if (st < k)
+            lo = st + 1;
+        else
+            hi = st - 1;
+    }
 }
 
 typedef struct asort {
@@ -616,7 +746,8 @@ static int att_step(autt *u, int i, int V, const float *dec, const avsr_att_beam
     const bool use_dec = dw != 0.0, use_ctc = lam != 0.0;
     const int K = (int)(o->pre_beam_ratio * o->beam);
     const bool pre = use_dec && use_ctc && K < V;
-    avsr_ctc_prefix cps = {.logp = u->x, .T = u->T, .V = V, .blank = o->blank, .eos = o->eos};
+    avsr_ctc_prefix cps = {.logp = u->x, .logp_t = u->xt, .T = u->T, .V = V,
+                           .blank = o->blank, .eos = o->eos};
     const int per = pre ? K + 1 : V;
     if (u->cap_cand < u->nrun * per) {
         free(u->cand);
@@ -671,8 +802,10 @@ static int att_step(autt *u, int i, int V, const float *dec, const avsr_att_beam
             ca->psi = use_ctc ? psi[j] : 0.0;
         }
     }
-    qsort(u->cand, (size_t)nc, sizeof *u->cand, cmp_acand);
     const int nsel = nc < o->beam ? nc : o->beam;
+    if (nc > nsel)
+        select_acand(u->cand, nc, nsel);
+    qsort(u->cand, (size_t)nsel, sizeof *u->cand, cmp_acand);
     const bool last_step = i == u->maxlen - 1;
     ahyp *nrun = calloc((size_t)(nsel > 0 ? nsel : 1), sizeof *nrun);
     if (!nrun)
@@ -824,6 +957,14 @@ static int att_init(autt *u, int T, int V, const float *x, const avsr_att_beam_o
             return AVSR_NOMEM(err, sizeof(double) * 2 * (size_t)T);
         avsr_ctc_prefix cps = {.logp = x, .T = T, .V = V, .blank = o->blank, .eos = o->eos};
         avsr_ctc_prefix_init(&cps, h->r);
+        u->xt = malloc(sizeof(float) * (size_t)T * V);
+        if (!u->xt)
+            return AVSR_NOMEM(err, sizeof(float) * (size_t)T * V);
+        for (int t0 = 0; t0 < T; t0 += 32) /* [T, V] -> [V, T] in tiles */
+            for (int v0 = 0; v0 < V; v0 += 32)
+                for (int t = t0; t < T && t < t0 + 32; t++)
+                    for (int v = v0; v < V && v < v0 + 32; v++)
+                        u->xt[(size_t)v * T + t] = x[(size_t)t * V + v];
     }
     return 0;
 }

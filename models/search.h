@@ -100,7 +100,9 @@ int avsr_ctc_prefix_beam_batch(const float *logp, int B, int Tmax, int V, const 
  * label sequences that start with g + c; for c = eos, log(r^n_{T-1}(g) +
  * r^b_{T-1}(g)) (the probability of exactly g); for c = blank, LOGZERO. */
 typedef struct avsr_ctc_prefix {
-    const float *logp; /* [T, V], borrowed */
+    const float *logp;   /* [T, V], borrowed */
+    const float *logp_t; /* NULL, or the same values transposed, [V, T]: reads
+                          * along time become contiguous (faster for large V) */
     int T, V;
     int blank, eos;
 } avsr_ctc_prefix;
