@@ -103,7 +103,7 @@ static int bad_utf8(avsr_error *err, const char *fn, const char *text, size_t po
                           fn, pos, (unsigned)(unsigned char)text[pos]);
 }
 
-char *avsr_text_normalize(const char *text, size_t len, avsr_error *err)
+char *avsr_vocab_normalize_text(const char *text, size_t len, avsr_error *err)
 {
     char *out = malloc(len + 1);
     if (!out) {
@@ -117,7 +117,7 @@ char *avsr_text_normalize(const char *text, size_t len, avsr_error *err)
         size_t at = pos;
         if (utf8_next((const unsigned char *)text, len, &pos, &c)) {
             free(out);
-            bad_utf8(err, "avsr_text_normalize", text, at);
+            bad_utf8(err, "avsr_vocab_normalize_text", text, at);
             return NULL;
         }
         c = norm_cp(c);

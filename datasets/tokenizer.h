@@ -4,7 +4,7 @@
  * each, size-1 = <eos>, also used as <sos> (Auto-AVSR's token_list layout).
  * The space character is the literal ' ' (U+0020), not '|'.
  *
- * Text normalisation (avsr_text_normalize, applied by encode and build):
+ * Text normalisation (avsr_vocab_normalize_text, applied by encode and build):
  * the input must be valid UTF-8; ASCII letters a-z become A-Z (no other
  * case mapping); ASCII whitespace (space, \t, \n, \v, \f, \r) becomes a
  * space; runs of spaces collapse to one; leading and trailing spaces go.
@@ -52,7 +52,7 @@ int32_t avsr_vocab_id(const avsr_vocab *v, uint32_t codepoint);
 
 /* Normalised copy of text[0 .. len) (malloc'd, NUL-terminated), or NULL
  * with err set (invalid UTF-8: byte offset named). */
-char *avsr_text_normalize(const char *text, size_t len, avsr_error *err);
+char *avsr_vocab_normalize_text(const char *text, size_t len, avsr_error *err);
 
 /* Encode text[0 .. len) into ids[cap]; returns the number of ids or -1.
  * Never more ids than input bytes, so cap = len always suffices. */

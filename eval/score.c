@@ -192,10 +192,10 @@ static bool is_deleted_unicode_punct(uint32_t c)
     }
 }
 
-char *avsr_text_normalize(const char *text, avsr_error *err)
+char *avsr_score_normalize(const char *text, avsr_error *err)
 {
     if (!text) {
-        avsr_error_set(err, AVSR_ERR_INVALID, "avsr_text_normalize: text is NULL");
+        avsr_error_set(err, AVSR_ERR_INVALID, "avsr_score_normalize: text is NULL");
         return NULL;
     }
     const unsigned char *s = (const unsigned char *)text;
@@ -212,7 +212,7 @@ char *avsr_text_normalize(const char *text, avsr_error *err)
         int len = utf8_decode(s + k, n - k, &cp);
         if (!len) {
             avsr_error_set(err, AVSR_ERR_INVALID,
-                           "avsr_text_normalize: invalid UTF-8 at byte %zu", k);
+                           "avsr_score_normalize: invalid UTF-8 at byte %zu", k);
             free(out);
             return NULL;
         }
@@ -429,8 +429,8 @@ int avsr_score_corpus(int64_t n, const char *const *refs, const char *const *hyp
         if (!rr || !hh) {
             rc = avsr_error_set(&e, AVSR_ERR_INVALID, "NULL text");
         } else if (normalize) {
-            r = avsr_text_normalize(rr, &e);
-            h = r ? avsr_text_normalize(hh, &e) : NULL;
+            r = avsr_score_normalize(rr, &e);
+            h = r ? avsr_score_normalize(hh, &e) : NULL;
             rc = (r && h) ? 0 : -1;
             rr = r;
             hh = h;

@@ -16,7 +16,7 @@
  * inner spaces included (jiwer's cer default). Text is UTF-8; invalid UTF-8
  * is an error.
  *
- * avsr_text_normalize() (docs/eval/scoring.md has the exact rules):
+ * avsr_score_normalize() (docs/eval/scoring.md has the exact rules):
  * ASCII letters upper-cased; U+2019 and U+02BC become an apostrophe;
  * ASCII punctuation other than the apostrophe and a fixed list of Unicode
  * punctuation are deleted; whitespace (ASCII and U+00A0) runs become one
@@ -61,7 +61,7 @@ int avsr_edit_align(const int64_t *ref, int64_t nr, const int64_t *hyp, int64_t 
 
 /* Normalised copy of a UTF-8 text (malloc; free()). NULL with err set for
  * invalid UTF-8 or no memory. */
-char *avsr_text_normalize(const char *text, avsr_error *err);
+char *avsr_score_normalize(const char *text, avsr_error *err);
 
 /* Word / character counts of one pair (texts used as given). */
 int avsr_wer_counts(const char *ref, const char *hyp, avsr_edit_counts *c, avsr_error *err);
@@ -75,7 +75,7 @@ typedef struct avsr_score_result {
 } avsr_score_result;
 
 /* Score n pairs (OpenMP across utterances). normalize: apply
- * avsr_text_normalize to both sides first. word_utt / char_utt: NULL or
+ * avsr_score_normalize to both sides first. word_utt / char_utt: NULL or
  * [n] per-utterance counts. Errors name the utterance. */
 int avsr_score_corpus(int64_t n, const char *const *refs, const char *const *hyps,
                       bool normalize, avsr_edit_counts *word_utt, avsr_edit_counts *char_utt,

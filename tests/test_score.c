@@ -64,7 +64,7 @@ static void cer_case(const char *ref, const char *hyp, int64_t s, int64_t d, int
 static void norm_case(const char *in, const char *want)
 {
     avsr_error err = {0};
-    char *got = avsr_text_normalize(in, &err);
+    char *got = avsr_score_normalize(in, &err);
     tap_ok(got && strcmp(got, want) == 0, "normalise \"%s\" -> \"%s\" (got \"%s\")", esc(in),
            esc(want), got ? esc(got) : err.msg);
     free(got);
@@ -115,7 +115,7 @@ static void hand_cases(void)
     norm_case("x\xc2\xa0y", "X Y"); /* no-break space */
 
     /* bad input */
-    char *n = avsr_text_normalize("ab\xff", &err);
+    char *n = avsr_score_normalize("ab\xff", &err);
     tap_ok(!n && strstr(err.msg, "invalid UTF-8 at byte 2"), "invalid UTF-8 is an error: %s",
            err.msg);
     avsr_error_clear(&err);
@@ -234,7 +234,7 @@ static void jiwer_cross_check(void)
     /* the normaliser leaves normalised text alone */
     int changed = 0;
     for (int64_t u = 0; u < n; u++) {
-        char *a = avsr_text_normalize(refs[u], &err), *b = avsr_text_normalize(hyps[u], &err);
+        char *a = avsr_score_normalize(refs[u], &err), *b = avsr_score_normalize(hyps[u], &err);
         changed += !a || !b || strcmp(a, refs[u]) || strcmp(b, hyps[u]);
         free(a);
         free(b);

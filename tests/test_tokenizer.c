@@ -110,8 +110,8 @@ static void test_utf8_errors(void)
                err.msg);
     }
     avsr_error err = {0};
-    char *s = avsr_text_normalize("ok\xc3(", 4, &err);
-    tap_ok(!s && strstr(err.msg, "avsr_text_normalize: invalid UTF-8 at byte offset 2 (byte 0xc3)"),
+    char *s = avsr_vocab_normalize_text("ok\xc3(", 4, &err);
+    tap_ok(!s && strstr(err.msg, "avsr_vocab_normalize_text: invalid UTF-8 at byte offset 2 (byte 0xc3)"),
            "normalize: %s", err.msg);
     avsr_error_clear(&err);
     const char *texts[2] = {"fine", "bro\xa0ken"};
@@ -119,7 +119,7 @@ static void test_utf8_errors(void)
     tap_ok(avsr_vocab_build(&b, texts, 2, &err) == -1 &&
                strstr(err.msg, "text 1: avsr_vocab_build: invalid UTF-8 at byte offset 3"),
            "build names the text and offset: %s", err.msg);
-    s = avsr_text_normalize(" \t héllo   wörld \n", strlen(" \t héllo   wörld \n"), NULL);
+    s = avsr_vocab_normalize_text(" \t héllo   wörld \n", strlen(" \t héllo   wörld \n"), NULL);
     tap_ok(s && !strcmp(s, "HéLLO WöRLD"), "normalize: ASCII uppercase only, spaces collapsed");
     free(s);
     avsr_vocab_free(v);
@@ -157,7 +157,7 @@ static void test_built(void)
            avsr_vocab_size(v) - 3);
     bool rt = true;
     for (int i = 0; i < 5; i++) {
-        char *norm = avsr_text_normalize(texts[i], strlen(texts[i]), &err);
+        char *norm = avsr_vocab_normalize_text(texts[i], strlen(texts[i]), &err);
         char *d = roundtrip(v, texts[i], NULL, &err);
         rt &= norm && d && !strcmp(norm, d);
         if (!(norm && d && !strcmp(norm, d)))
