@@ -113,6 +113,29 @@ static avsr_tensor *view3(avsr_ctx *ctx, const avsr_tensor *a, int ndim, const i
     return v;
 }
 
+/* Chunk k of n equal chunks of t's flat data, as a tensor of the given
+ * shape that shares data AND gradient with t (like avsr_op_reshape, no
+ * copy, no tape entry: consumers accumulate straight into t's gradient,
+ * which t's own backward reads later). */
+static avsr_tensor *chunk_view(avsr_ctx *ctx, avsr_tensor *t, int k, int n, int ndim,
+                               const int64_t *shape)
+{
+    if (!t)
+        return NULL;
+    int64_t len = t->numel / n;
+    avsr_tensor *v = avsr_tensor_wrap(ctx, AVSR_F32, ndim, shape, avsr_f32(t) + k * len);
+    if (!v || v->numel != len)
+        return mfail(ctx, "attention: internal chunk view of %lld elements", (long long)len);
+    if (avsr_tensor_requires_grad(t)) {
+        float *g = avsr_tensor_grad(ctx, t);
+        if (!g)
+            return NULL;
+        v->grad = g + k * len;
+        v->flags |= AVSR_T_REQUIRES_GRAD;
+    }
+    return v;
+}
+
 /* [B, T, d] -> [B, H, T, d_k] */
 static avsr_tensor *split_heads(avsr_ctx *ctx, const avsr_mha *m, avsr_tensor *t)
 {
@@ -154,14 +177,10 @@ static int project_qkv(avsr_ctx *ctx, const avsr_mha *m, avsr_tensor *query, avs
         avsr_tensor *y3 = avsr_op_permute(ctx, avsr_op_reshape(ctx, y, 5, s5), perm);
         if (!y3)
             return -1;
-        avsr_tensor *parts[3];
-        int64_t ones[3] = {1, 1, 1};
-        if (avsr_op_split(ctx, y3, 0, 3, ones, parts) < 0)
-            return -1;
         int64_t s4[4] = {B, m->h, T, m->dk};
-        *q = avsr_op_reshape(ctx, parts[0], 4, s4);
-        *k = avsr_op_reshape(ctx, parts[1], 4, s4);
-        *v = avsr_op_reshape(ctx, parts[2], 4, s4);
+        *q = chunk_view(ctx, y3, 0, 3, 4, s4);
+        *k = chunk_view(ctx, y3, 1, 3, 4, s4);
+        *v = chunk_view(ctx, y3, 2, 3, 4, s4);
     } else {
         *q = split_heads(ctx, m, avsr_nn_linear_forward(ctx, &m->linear_q, query));
         *k = split_heads(ctx, m, avsr_nn_linear_forward(ctx, &m->linear_k, key));
