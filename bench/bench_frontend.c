@@ -1,7 +1,8 @@
 /* bench_frontend: forward + backward time of the Auto-AVSR visual frontend
  * (width 64, ROI 88, B=2, T=25, depth 2/2/2/2, Swish, training mode, clip
- * lengths 25 and 20 so batch norm masks padding), 2 threads, against the
- * PyTorch peer bench/frontend_torch.py.
+ * once with clip lengths 25 and 20 so batch norm masks padding, once
+ * without lengths), 2 threads, against the PyTorch peer
+ * bench/frontend_torch.py.
  *
  *   /usr/bin/python3 bench/frontend_torch.py > torch.txt
  *   OMP_NUM_THREADS=2 build/bench/bench_frontend torch.txt
@@ -78,39 +79,47 @@ int main(int argc, char **argv)
     float *R = malloc(sizeof(float) * (size_t)(B * T * 512));
     fill(R, B * T * 512, 2);
     avsr_ctx_set_training(ctx, true);
-    double t[RUNS], tf[RUNS];
-    for (int it = 0; it < WARM + RUNS; it++) {
-        avsr_params_zero_grad(p);
-        double t0 = now_ms();
-        avsr_tensor *y = avsr_visual_frontend_forward(ctx, &m, x, lengths);
-        double t1 = now_ms();
-        avsr_tensor *L = avsr_op_dot_const(ctx, y, R);
-        if (!L || avsr_backward(ctx, L, NULL) < 0) {
-            fprintf(stderr, "bench_frontend: %s\n", avsr_ctx_errmsg(ctx));
-            return 1;
-        }
-        double t2 = now_ms();
-        if (it >= WARM) {
-            t[it - WARM] = t2 - t0;
-            tf[it - WARM] = t1 - t0;
-        }
-        if (it == WARM + RUNS - 1)
-            fprintf(stderr, "arena peak %.1f MiB\n", avsr_ctx_arena_peak(ctx) / 1048576.0);
-        avsr_ctx_reset(ctx);
-    }
-    qsort(t, RUNS, sizeof *t, cmp_d);
-    qsort(tf, RUNS, sizeof *tf, cmp_d);
-    double ours = t[RUNS / 2], ours_f = tf[RUNS / 2];
     const char *file = argc > 1 ? argv[1] : NULL;
-    double th = torch_ms(file, "visual_fwd_bwd"), thf = torch_ms(file, "visual_fwd");
     printf("| visual frontend (C 64, ROI 88, B 2, T 25, train) | avsr ms | PyTorch ms | PyTorch / avsr |\n");
     printf("|---|---:|---:|---:|\n");
-    if (th > 0) {
-        printf("| forward | %.1f | %.1f | %.2f |\n", ours_f, thf, thf / ours_f);
-        printf("| forward + backward | %.1f | %.1f | %.2f |\n", ours, th, th / ours);
-    } else {
-        printf("| forward | %.1f | - | - |\n", ours_f);
-        printf("| forward + backward | %.1f | - | - |\n", ours);
+    for (int mode = 0; mode < 2; mode++) {
+        const int64_t *lens = mode == 0 ? lengths : NULL;
+        const char *tag = mode == 0 ? "" : "_plain";
+        double t[RUNS], tf[RUNS];
+        for (int it = 0; it < WARM + RUNS; it++) {
+            avsr_params_zero_grad(p);
+            double t0 = now_ms();
+            avsr_tensor *y = avsr_visual_frontend_forward(ctx, &m, x, lens);
+            double t1 = now_ms();
+            avsr_tensor *L = avsr_op_dot_const(ctx, y, R);
+            if (!L || avsr_backward(ctx, L, NULL) < 0) {
+                fprintf(stderr, "bench_frontend: %s\n", avsr_ctx_errmsg(ctx));
+                return 1;
+            }
+            double t2 = now_ms();
+            if (it >= WARM) {
+                t[it - WARM] = t2 - t0;
+                tf[it - WARM] = t1 - t0;
+            }
+            if (it == WARM + RUNS - 1)
+                fprintf(stderr, "arena peak %.1f MiB\n", avsr_ctx_arena_peak(ctx) / 1048576.0);
+            avsr_ctx_reset(ctx);
+        }
+        qsort(t, RUNS, sizeof *t, cmp_d);
+        qsort(tf, RUNS, sizeof *tf, cmp_d);
+        double ours = t[RUNS / 2], ours_f = tf[RUNS / 2];
+        char n1[64], n2[64];
+        snprintf(n1, sizeof n1, "visual_fwd_bwd%s", tag);
+        snprintf(n2, sizeof n2, "visual_fwd%s", tag);
+        double th = torch_ms(file, n1), thf = torch_ms(file, n2);
+        const char *what = mode == 0 ? "lengths 25, 20 (masked BN)" : "no lengths (plain BN)";
+        if (th > 0) {
+            printf("| forward, %s | %.1f | %.1f | %.2f |\n", what, ours_f, thf, thf / ours_f);
+            printf("| forward + backward, %s | %.1f | %.1f | %.2f |\n", what, ours, th, th / ours);
+        } else {
+            printf("| forward, %s | %.1f | - | - |\n", what, ours_f);
+            printf("| forward + backward, %s | %.1f | - | - |\n", what, ours);
+        }
     }
     free(R);
     avsr_tensor_free(x);
