@@ -64,13 +64,13 @@ avsr_tensor *avsr_audio_resnet1d_forward(avsr_ctx *ctx, const avsr_audio_resnet1
               (wave->ndim == 2 || (wave->ndim == 3 && wave->shape[2] == 1));
     int64_t B = ok ? wave->shape[0] : 0, L = ok ? wave->shape[1] : 0;
     if (!ok || L < hop)
-        return avsr_fe_fail(ctx, "audio_resnet1d: wave: got %s %s, expected f32 [B, L] or [B, L, 1] with L >= %lld",
+        return avsr_ctx_fail(ctx, "audio_resnet1d: wave: got %s %s, expected f32 [B, L] or [B, L, 1] with L >= %lld",
                             avsr_dtype_name(wave->dtype), avsr_shape_str(wave, b1, sizeof b1),
                             (long long)hop);
     if (lengths)
         for (int64_t b = 0; b < B; b++)
             if (lengths[b] < 1 || lengths[b] > L)
-                return avsr_fe_fail(ctx, "audio_resnet1d: lengths[%lld] = %lld, expected 1..%lld",
+                return avsr_ctx_fail(ctx, "audio_resnet1d: lengths[%lld] = %lld, expected 1..%lld",
                                     (long long)b, (long long)lengths[b], (long long)L);
     int64_t T = L / hop, Lt = T * hop;
     int64_t s2[2] = {B, L};
@@ -83,7 +83,7 @@ avsr_tensor *avsr_audio_resnet1d_forward(avsr_ctx *ctx, const avsr_audio_resnet1
     if (lengths) {
         ext = avsr_ctx_alloc(ctx, sizeof *ext * (size_t)B);
         if (!ext)
-            return avsr_fe_fail(ctx, "audio_resnet1d: out of arena memory");
+            return avsr_ctx_fail(ctx, "audio_resnet1d: out of arena memory");
         for (int64_t b = 0; b < B; b++)
             ext[b] = (lengths[b] < Lt ? lengths[b] : Lt) / 4; /* k80 s4 p38: floor(l / 4) */
     }
@@ -144,14 +144,14 @@ avsr_tensor *avsr_conv2d_subsampling_forward(avsr_ctx *ctx, const avsr_conv2d_su
     char b1[96];
     if (feats->dtype != AVSR_F32 || feats->ndim != 3 || feats->shape[1] != m->cfg.idim ||
         feats->shape[2] < 7)
-        return avsr_fe_fail(ctx, "conv2d_subsampling: feats: got %s %s, expected f32 [B, %d, T] with T >= 7",
+        return avsr_ctx_fail(ctx, "conv2d_subsampling: feats: got %s %s, expected f32 [B, %d, T] with T >= 7",
                             avsr_dtype_name(feats->dtype), avsr_shape_str(feats, b1, sizeof b1),
                             m->cfg.idim);
     int64_t B = feats->shape[0], Tm = feats->shape[2];
     if (lengths)
         for (int64_t b = 0; b < B; b++)
             if (lengths[b] < 0 || lengths[b] > Tm)
-                return avsr_fe_fail(ctx, "conv2d_subsampling: lengths[%lld] = %lld, expected 0..%lld",
+                return avsr_ctx_fail(ctx, "conv2d_subsampling: lengths[%lld] = %lld, expected 0..%lld",
                                     (long long)b, (long long)lengths[b], (long long)Tm);
     avsr_tensor *x = avsr_op_transpose(ctx, feats, 1, 2); /* [B, Tm, idim] */
     int64_t s4[4] = {B, 1, Tm, m->cfg.idim};
@@ -188,7 +188,7 @@ avsr_tensor *avsr_audio_fbank_proj_forward(avsr_ctx *ctx, const avsr_audio_fbank
         return NULL;
     char b1[96];
     if (x->dtype != AVSR_F32 || x->ndim != 3 || x->shape[2] != m->proj.in)
-        return avsr_fe_fail(ctx, "audio_fbank_proj: x: got %s %s, expected f32 [B, T, %lld]",
+        return avsr_ctx_fail(ctx, "audio_fbank_proj: x: got %s %s, expected f32 [B, T, %lld]",
                             avsr_dtype_name(x->dtype), avsr_shape_str(x, b1, sizeof b1),
                             (long long)m->proj.in);
     return avsr_nn_linear_forward(ctx, &m->proj, x);

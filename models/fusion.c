@@ -63,7 +63,7 @@ static bool check_stream(avsr_ctx *ctx, const char *what, avsr_tensor *x, int64_
 {
     char b1[96];
     if (x->dtype != AVSR_F32 || x->ndim != 3 || x->shape[2] != D) {
-        avsr_fe_fail(ctx, "fusion: %s: got %s %s, expected f32 [B, T, %lld]", what,
+        avsr_ctx_fail(ctx, "fusion: %s: got %s %s, expected f32 [B, T, %lld]", what,
                      avsr_dtype_name(x->dtype), avsr_shape_str(x, b1, sizeof b1), (long long)D);
         return false;
     }
@@ -101,13 +101,13 @@ avsr_tensor *avsr_fusion_forward(avsr_ctx *ctx, const avsr_fusion *m, avsr_tenso
         return NULL;
     const avsr_fusion_cfg *c = &m->cfg;
     if (!video && !audio)
-        return avsr_fe_fail(ctx, "fusion: video and audio are both missing");
+        return avsr_ctx_fail(ctx, "fusion: video and audio are both missing");
     if ((video && !check_stream(ctx, "video", video, c->dim_v)) ||
         (audio && !check_stream(ctx, "audio", audio, c->dim_a)))
         return NULL;
     if (video && audio && video->shape[0] != audio->shape[0]) {
         char b1[96], b2[96];
-        return avsr_fe_fail(ctx, "fusion: video %s and audio %s: batch sizes differ",
+        return avsr_ctx_fail(ctx, "fusion: video %s and audio %s: batch sizes differ",
                             avsr_shape_str(video, b1, sizeof b1),
                             avsr_shape_str(audio, b2, sizeof b2));
     }
@@ -128,7 +128,7 @@ avsr_tensor *avsr_fusion_forward(avsr_ctx *ctx, const avsr_fusion *m, avsr_tenso
     int64_t B = video->shape[0], Tv = video->shape[1], Ta = audio->shape[1];
     for (int64_t b = 0; b < B; b++)
         if ((len_v && (len_v[b] < 0 || len_v[b] > Tv)) || (len_a && (len_a[b] < 0 || len_a[b] > Ta)))
-            return avsr_fe_fail(ctx, "fusion: lengths of clip %lld (video %lld of %lld, audio %lld of %lld) out of range",
+            return avsr_ctx_fail(ctx, "fusion: lengths of clip %lld (video %lld of %lld, audio %lld of %lld) out of range",
                                 (long long)b, (long long)(len_v ? len_v[b] : Tv), (long long)Tv,
                                 (long long)(len_a ? len_a[b] : Ta), (long long)Ta);
 
@@ -139,7 +139,7 @@ avsr_tensor *avsr_fusion_forward(avsr_ctx *ctx, const avsr_fusion *m, avsr_tenso
     if (len_v || len_a) {
         lens = avsr_ctx_alloc(ctx, sizeof *lens * (size_t)B);
         if (!lens)
-            return avsr_fe_fail(ctx, "fusion: out of arena memory");
+            return avsr_ctx_fail(ctx, "fusion: out of arena memory");
         for (int64_t b = 0; b < B; b++) {
             int64_t lv = len_v ? len_v[b] : Tv, la = len_a ? len_a[b] : Ta;
             int64_t l = trim ? (lv < la ? lv : la) : (lv > la ? lv : la);
@@ -154,7 +154,7 @@ avsr_tensor *avsr_fusion_forward(avsr_ctx *ctx, const avsr_fusion *m, avsr_tenso
         uint8_t *drop = avsr_ctx_alloc(ctx, (size_t)B);
         float *kv = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(2 * B)); /* [2, B] */
         if (!drop || !kv)
-            return avsr_fe_fail(ctx, "fusion: out of arena memory");
+            return avsr_ctx_fail(ctx, "fusion: out of arena memory");
         if (avsr_modality_dropout_draw(ctx, (int)B, c->p_modality, c->p_audio, drop) < 0)
             return NULL;
         bool any_a = false, any_v = false;

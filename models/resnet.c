@@ -18,15 +18,6 @@ const char *avsr_fe_act_name(avsr_fe_act a)
     return "?";
 }
 
-void *avsr_fe_fail(avsr_ctx *ctx, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    avsr_error_setv(avsr_ctx_error(ctx), AVSR_ERR_INVALID, fmt, ap);
-    va_end(ap);
-    return NULL;
-}
-
 const char *avsr_fe_join(char *buf, const char *prefix, const char *leaf)
 {
     if (prefix && *prefix)
@@ -175,7 +166,7 @@ avsr_tensor *avsr_resnet_forward(avsr_ctx *ctx, const avsr_resnet *r, avsr_tenso
         return NULL;
     char b1[96];
     if (x->ndim != 2 + r->nsp || x->shape[1] != r->in_channels)
-        return avsr_fe_fail(ctx, "resnet: x: got %s, expected [B, %lld, %s]",
+        return avsr_ctx_fail(ctx, "resnet: x: got %s, expected [B, %lld, %s]",
                              avsr_shape_str(x, b1, sizeof b1), (long long)r->in_channels,
                              r->nsp == 1 ? "L" : "H, W");
     int64_t B = x->shape[0];
@@ -183,7 +174,7 @@ avsr_tensor *avsr_resnet_forward(avsr_ctx *ctx, const avsr_resnet *r, avsr_tenso
     if (extent) {
         ext = avsr_ctx_alloc(ctx, sizeof *ext * (size_t)B);
         if (!ext)
-            return avsr_fe_fail(ctx, "resnet: out of arena memory");
+            return avsr_ctx_fail(ctx, "resnet: out of arena memory");
         memcpy(ext, extent, sizeof *ext * (size_t)B);
     }
     for (int i = 0; i < r->nblocks && x; i++) {
@@ -191,7 +182,7 @@ avsr_tensor *avsr_resnet_forward(avsr_ctx *ctx, const avsr_resnet *r, avsr_tenso
         if (ext && b->stride != 1) {
             int64_t *e2 = avsr_ctx_alloc(ctx, sizeof *e2 * (size_t)B);
             if (!e2)
-                return avsr_fe_fail(ctx, "resnet: out of arena memory");
+                return avsr_ctx_fail(ctx, "resnet: out of arena memory");
             for (int64_t k = 0; k < B; k++)
                 e2[k] = conv_extent(ext[k], b->stride);
             ext = e2;

@@ -82,9 +82,6 @@ avsr_tensor *avsr_fe_prelu_init(avsr_params *p, const char *prefix, const char *
 /* "<prefix>.<leaf>" or "<leaf>" for an empty prefix, into buf
  * (AVSR_NN_NAME_MAX bytes). */
 const char *avsr_fe_join(char *buf, const char *prefix, const char *leaf);
-/* Record an error on the context (first one wins) and return NULL: the
- * model-side counterpart of the runtime's avsr_ctx_fail. */
-void *avsr_fe_fail(avsr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* U8 [B, S] mask in the arena: m[b, s] = s < extent[b]; NULL when
  * extent is NULL (or on failure, with the context's error set). */
 avsr_tensor *avsr_fe_extent_mask(avsr_ctx *ctx, int64_t B, int64_t S, const int64_t *extent);

@@ -60,13 +60,13 @@ avsr_tensor *avsr_visual_frontend_forward(avsr_ctx *ctx, const avsr_visual_front
     int64_t H = ok ? video->shape[video->ndim - 2] : 0, W = ok ? video->shape[video->ndim - 1] : 0;
     int roi = m->cfg.roi;
     if (!ok || (roi > 0 && (H != roi || W != roi)))
-        return avsr_fe_fail(ctx, "visual_frontend: video: got %s %s, expected f32 [B, T, %s, %s] or [B, T, 1, H, W]",
+        return avsr_ctx_fail(ctx, "visual_frontend: video: got %s %s, expected f32 [B, T, %s, %s] or [B, T, 1, H, W]",
                             avsr_dtype_name(video->dtype), avsr_shape_str(video, b1, sizeof b1),
                             roi > 0 ? "ROI" : "H", roi > 0 ? "ROI" : "W");
     if (lengths)
         for (int64_t b = 0; b < B; b++)
             if (lengths[b] < 1 || lengths[b] > T)
-                return avsr_fe_fail(ctx, "visual_frontend: lengths[%lld] = %lld, expected 1..%lld",
+                return avsr_ctx_fail(ctx, "visual_frontend: lengths[%lld] = %lld, expected 1..%lld",
                                     (long long)b, (long long)lengths[b], (long long)T);
 
     /* [B, 1, T, H, W]: same memory as [B, T, H, W] since C = 1 */
@@ -94,7 +94,7 @@ avsr_tensor *avsr_visual_frontend_forward(avsr_ctx *ctx, const avsr_visual_front
     if (lengths) {
         ext = avsr_ctx_alloc(ctx, sizeof *ext * (size_t)(B * T));
         if (!ext)
-            return avsr_fe_fail(ctx, "visual_frontend: out of arena memory");
+            return avsr_ctx_fail(ctx, "visual_frontend: out of arena memory");
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = 0; t < T; t++)
                 ext[b * T + t] = t < lengths[b] ? Hp : 0;

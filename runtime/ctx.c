@@ -124,6 +124,9 @@ uint64_t avsr_ctx_sample_id(const avsr_ctx *ctx, int b)
     return b < ctx->batch_keys ? ctx->sample_ids[b] : (uint64_t)b;
 }
 
+uint64_t avsr_ctx_seed(const avsr_ctx *ctx) { return ctx->seed; }
+uint64_t avsr_ctx_epoch(const avsr_ctx *ctx) { return ctx->epoch; }
+
 void avsr_ctx_set_bn_sync(avsr_ctx *ctx, avsr_allreduce_fn fn, void *user)
 {
     ctx->bn_sync = fn;

@@ -42,6 +42,9 @@ void avsr_ctx_clear_error(avsr_ctx *ctx);
 /* Copy the context's error into err (with a prefix) and return -1, or return
  * 0 if there is none: the bridge from op code to status-returning code. */
 int avsr_ctx_take_error(avsr_ctx *ctx, avsr_error *err);
+/* Record a failure in the context (first one wins) and return NULL: for
+ * model code that composes ops and finds a bad argument. */
+void *avsr_ctx_fail(avsr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Grad mode: when off (evaluation), ops record nothing and outputs never
  * require grad. Returns the previous setting. */
@@ -58,6 +61,12 @@ bool avsr_ctx_training(const avsr_ctx *ctx);
  * copied. Without keys, row b uses sample id b. */
 int avsr_ctx_set_batch_keys(avsr_ctx *ctx, uint64_t seed, uint64_t epoch, int batch,
                             const uint64_t *sample_ids);
+
+/* The stream keys of row b of the current batch (what a random choice made
+ * for that sample must be keyed by). */
+uint64_t avsr_ctx_sample_id(const avsr_ctx *ctx, int b);
+uint64_t avsr_ctx_seed(const avsr_ctx *ctx);
+uint64_t avsr_ctx_epoch(const avsr_ctx *ctx);
 
 /* BatchNorm synchronisation across ranks: fn sums n doubles in place over
  * all ranks (an all-reduce). NULL = statistics of this rank only. */

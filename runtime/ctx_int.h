@@ -33,13 +33,9 @@ struct avsr_ctx {
     void *bn_sync_user;
 };
 
-/* Record an op failure (first one wins) and return NULL. */
-void *avsr_ctx_fail(avsr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* True if grad mode is on and any of the n tensors requires grad. */
 bool avsr_ctx_needs_grad(const avsr_ctx *ctx, int n, avsr_tensor *const *ts);
 
-/* Sample id of row b of the current batch. */
-uint64_t avsr_ctx_sample_id(const avsr_ctx *ctx, int b);
 
 #endif
