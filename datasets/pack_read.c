@@ -311,10 +311,10 @@ static int open_shard(shard *s, const char *path, avsr_error *err)
     if (fapl < 0)
         return -1;
     s->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    char why[200];
+    avsr_h5_last_error(why, sizeof why); /* before the next call clears the stack */
     H5Pclose(fapl);
     if (s->file < 0) {
-        char why[200];
-        avsr_h5_last_error(why, sizeof why);
         return avsr_error_set(err, AVSR_ERR_INVALID,
                               "not a readable HDF5 file (%lld bytes; %s)", (long long)st.st_size,
                               why[0] ? why : "unknown HDF5 error");

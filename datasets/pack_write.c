@@ -278,7 +278,8 @@ static int write_stream(hid_t file, const char *name, hid_t ftype, hid_t mtype, 
             AVSR_H5(err, H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY)) < 0)
             goto done;
     }
-    if (AVSR_H5(err, H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER)) < 0)
+    if (AVSR_H5(err, H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER)) < 0 ||
+        AVSR_H5(err, H5Pset_obj_track_times(dcpl, 0)) < 0) /* reproducible bytes */
         goto done;
     ds = AVSR_H5(err, H5Dcreate2(file, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     if (ds < 0)
@@ -324,13 +325,16 @@ static int write_rows(hid_t file, const avsr_pack_writer *w, avsr_error *err)
     hsize_t dims[1] = {(hsize_t)w->n};
     hid_t ft = avsr_h5_row_type(1, err), mt = avsr_h5_row_type(0, err);
     hid_t sp = AVSR_H5(err, H5Screate_simple(1, dims, NULL)), ds = -1;
+    hid_t dcpl = AVSR_H5(err, H5Pcreate(H5P_DATASET_CREATE));
     int rc = -1;
-    if (ft >= 0 && mt >= 0 && sp >= 0 &&
-        (ds = AVSR_H5(err, H5Dcreate2(file, "samples", ft, sp, H5P_DEFAULT, H5P_DEFAULT,
+    if (ft >= 0 && mt >= 0 && sp >= 0 && dcpl >= 0 &&
+        AVSR_H5(err, H5Pset_obj_track_times(dcpl, 0)) >= 0 &&
+        (ds = AVSR_H5(err, H5Dcreate2(file, "samples", ft, sp, H5P_DEFAULT, dcpl,
                                       H5P_DEFAULT))) >= 0 &&
         (w->n == 0 || AVSR_H5(err, H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->rows)) >= 0))
         rc = 0;
     avsr_h5_close_any(ds);
+    avsr_h5_close_any(dcpl);
     avsr_h5_close_any(sp);
     avsr_h5_close_any(ft);
     avsr_h5_close_any(mt);
@@ -341,12 +345,15 @@ int avsr_pack_writer_commit(avsr_pack_writer *w, avsr_error *err)
 {
     avsr_h5_quiet();
     const avsr_pack_write_opts *o = &w->o;
-    hid_t fapl = AVSR_H5(err, H5Pcreate(H5P_FILE_ACCESS)), file = -1;
+    hid_t fapl = AVSR_H5(err, H5Pcreate(H5P_FILE_ACCESS)), fcpl = -1, file = -1;
     int rc = -1, created = 0;
     /* superblock v2 and v2 object headers carry checksums (HDF5 >= 1.8) */
     if (fapl < 0 || AVSR_H5(err, H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18)) < 0)
         goto done;
-    file = AVSR_H5(err, H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl));
+    fcpl = AVSR_H5(err, H5Pcreate(H5P_FILE_CREATE));
+    if (fcpl < 0 || AVSR_H5(err, H5Pset_obj_track_times(fcpl, 0)) < 0)
+        goto done;
+    file = AVSR_H5(err, H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl));
     if (file < 0)
         goto done;
     created = 1;
@@ -396,6 +403,7 @@ done:
     if (file >= 0)
         H5Fclose(file);
     avsr_h5_close_any(fapl);
+    avsr_h5_close_any(fcpl);
     if (created)
         unlink(w->tmp);
     if (rc < 0)
