@@ -87,8 +87,10 @@ static int attr_str(hid_t f, const char *name, int required, char *buf, size_t c
 {
     hid_t a, t = -1, mt = -1;
     buf[0] = '\0';
-    if (attr_open(f, name, required, &a, err) < 0 || a < 0)
-        return a < 0 && required ? -1 : (a < 0 ? 0 : -1);
+    if (attr_open(f, name, required, &a, err) < 0)
+        return -1;
+    if (a < 0)
+        return 0; /* absent and optional */
     int rc = -1;
     t = H5Aget_type(a);
     if (t < 0 || H5Tget_class(t) != H5T_STRING) {
@@ -488,6 +490,7 @@ static int read_slab(const shard *s, hid_t d, const char *name, hid_t mtype, int
         return 0;
     hsize_t st[3] = {(hsize_t)start, 0, 0}, ct[3] = {(hsize_t)count, (hsize_t)h, (hsize_t)w};
     pthread_mutex_lock(&h5_lock);
+    avsr_h5_quiet(); /* per thread in thread-safe HDF5 builds */
     hid_t fsp = H5Dget_space(d), msp = H5Screate_simple(rank, ct, NULL);
     int rc = 0;
     if (fsp < 0 || msp < 0 || H5Sselect_hyperslab(fsp, H5S_SELECT_SET, st, NULL, ct, NULL) < 0 ||

@@ -633,13 +633,20 @@ static int do_pack(packer *pk)
             perm[j] = t;
         }
         /* cumulative boundaries; a non-zero share gets >= 1 speaker when possible */
-        size_t n1 = (size_t)llround(o->split[0] * ns), n2 = (size_t)llround((o->split[0] + o->split[1]) * ns);
-        if (o->split[2] > 0 && n2 >= ns && ns >= 3)
+        size_t n1 = (size_t)llround(o->split[0] * ns);
+        size_t n2 = (size_t)llround((o->split[0] + o->split[1]) * ns);
+        if (n2 > ns)
+            n2 = ns;
+        if (o->split[2] > 0 && n2 >= ns && ns >= 2)
             n2 = ns - 1;
-        if (o->split[1] > 0 && n2 <= n1 && ns >= 2)
-            n1 = n2 - 1 < 1 ? 1 : n2 - 1, n2 = n1 + 1;
+        if (n1 > n2)
+            n1 = n2;
+        if (o->split[1] > 0 && n1 == n2 && n1 >= 2)
+            n1--;
         if (n1 < 1)
             n1 = 1;
+        if (n2 < n1)
+            n2 = n1;
         for (size_t i = 0; i < ns; i++)
             split_of[perm[i]] = i < n1 ? 0 : i < n2 ? 1 : 2;
         free(perm);

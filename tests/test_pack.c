@@ -403,6 +403,7 @@ static void test_roundtrip(void)
         avsr_pack_close(p);
     }
     const char *two[] = {P("rt.h5"), P("rtz.h5")};
+    avsr_error_clear(&err);
     p = avsr_pack_open(two, 2, &err);
     tap_ok(p && avsr_pack_count(p) == 6 && check_clips(p, 3, 24, 20),
            "two shards (one compressed) read as 6 clips %s", err.msg);
