@@ -150,6 +150,7 @@ static int areserve(astate *a, int64_t more, avsr_error *err)
 static int ainit(astate *a, const AVFrame *f, avsr_error *err)
 {
     AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO, in;
+    memset(&in, 0, sizeof in); /* av_channel_layout_copy uninits its destination */
     int nch = f->ch_layout.nb_channels;
     if (nch < 1 || nch > 64)
         return avsr_error_set(err, AVSR_ERR_INVALID, "audio has %d channels", nch);
