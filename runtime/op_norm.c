@@ -47,16 +47,21 @@ static int thread_id(void)
 }
 
 /* Which kernels layer norm and unmasked softmax / log-softmax run.
- * IMPL_AUTO (the default): forward through the cached oneDNN primitive;
- * backward through oneDNN when d x is a new gradient, which oneDNN then
+ * IMPL_AUTO (the default): forward through the cached oneDNN primitive
+ * when x has at least LN_DNNL_MIN (layer norm) or SM_DNNL_MIN (softmax)
+ * elements, else through the OpenMP kernel (oneDNN's fixed cost per call,
+ * a few microseconds, made it slower below these sizes); backward through
+ * oneDNN when the forward did and d x is a new gradient, which oneDNN then
  * writes directly, and through the OpenMP kernel when d x already exists
  * (the kernel adds into it; oneDNN would need a scratch buffer and an extra
  * pass) or is not needed. IMPL_OWN: the OpenMP kernels only; IMPL_DNNL:
- * oneDNN only. The environment variable AVSR_NORM_IMPL=own|dnnl|auto
- * selects one; it exists so that bench/bench_norm can time them, and is
- * read at each call (getenv costs far less than the op). Measurements:
- * docs/ops/norm.md. */
+ * oneDNN only (any size). The environment variable
+ * AVSR_NORM_IMPL=own|dnnl|auto selects one; it exists so that
+ * bench/bench_norm can time them, and is read at each call (getenv costs
+ * far less than the op). Measurements: docs/ops/norm.md. */
 enum { IMPL_OWN, IMPL_DNNL, IMPL_AUTO };
+#define LN_DNNL_MIN 131072
+#define SM_DNNL_MIN 2048
 
 static int norm_impl(void)
 {
@@ -745,7 +750,8 @@ avsr_tensor *avsr_op_layer_norm(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *gamm
         return avsr_ctx_fail(ctx, "layer_norm: eps %g, expected >= 0", (double)eps);
     avsr_tensor *in[3] = {x, gamma, beta};
     bool grad = avsr_ctx_needs_grad(ctx, 3, in);
-    bool dnnl = norm_impl() != IMPL_OWN && N > 0;
+    int impl = norm_impl();
+    bool dnnl = N > 0 && (impl == IMPL_DNNL || (impl == IMPL_AUTO && x->numel >= LN_DNNL_MIN));
     avsr_tensor *y = avsr_tensor_new(ctx, AVSR_F32, x->ndim, x->shape); /* [N, D] */
     float *mean = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(2 * N + 1)); /* [2, N] */
     if (!y || !mean)
@@ -1016,7 +1022,9 @@ static avsr_tensor *softmax_common(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *m
             moff[r] = off;
         }
     }
-    bool dnnl = !mb && N > 0 && norm_impl() != IMPL_OWN;
+    int impl = norm_impl();
+    bool dnnl = !mb && N > 0 &&
+                (impl == IMPL_DNNL || (impl == IMPL_AUTO && x->numel >= SM_DNNL_MIN));
     if (dnnl) {
         avsr_dnnl_prim *p = sm_prim(ctx, false, logsm, N, D);
         void *h[2] = {(void *)xd, yd};
