@@ -94,6 +94,9 @@ static const struct row ROWS[] = {
     {"softmax [8,4,250,250]", SM, 4, {8, 4, 250, 250}, false},
     {"log_softmax [8,250,500]", LSM, 3, {8, 250, 500}, false},
     {"glu [8,512,250] dim 1", GLU, 3, {8, 512, 250}, false},
+    /* small: below the sizes at which the default switches to oneDNN */
+    {"layer_norm [64,256]", LN, 2, {64, 256}, false},
+    {"softmax [2,4,10,20]", SM, 4, {2, 4, 10, 20}, false},
 };
 #define NROWS (int)(sizeof ROWS / sizeof ROWS[0])
 

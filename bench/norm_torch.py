@@ -64,6 +64,10 @@ def main():
     bench("glu [8,512,250] dim 1",
           lambda: ((rnd(8, 512, 250),), torch.rand(8, 256, 250) * 2 - 1),
           lambda x: F.glu(x, 1))
+    bench("layer_norm [64,256]", ln_case(64, 256), ln)
+    bench("softmax [2,4,10,20]",
+          lambda: ((rnd(2, 4, 10, 20),), torch.rand(2, 4, 10, 20) * 2 - 1),
+          lambda x: F.softmax(x, -1))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 /* op_norm: batch norm, layer norm, softmax, log-softmax (see op_norm.h).
  *
- * Layer norm and unmasked softmax / log-softmax run forward through cached
- * oneDNN primitives (layer_normalization, softmax_v2), and backward through
- * oneDNN when d x is a new gradient (see norm_impl). The OpenMP kernels
- * here do batch norm, masked softmax, and the backward passes that add into
- * an existing gradient: loops over rows (layer norm, softmax) or over
- * (batch, channel) planes (batch norm); the per-row kernels are compiled
- * for AVX2 and the baseline (AVSR_SIMD_CLONES) with `omp simd` reductions. */
+ * Layer norm and unmasked softmax / log-softmax run either through cached
+ * oneDNN primitives (layer_normalization, softmax_v2) or through the OpenMP
+ * kernels here, whichever measured faster for the case (see norm_impl).
+ * The OpenMP kernels also do batch norm and masked softmax: loops over rows
+ * (layer norm, softmax) or over (batch, channel) planes (batch norm); the
+ * per-row kernels are compiled for AVX2 and the baseline (AVSR_SIMD_CLONES)
+ * with `omp simd` reductions. */
 #include "op_norm.h"
 
 #include <math.h>
@@ -47,20 +47,31 @@ static int thread_id(void)
 }
 
 /* Which kernels layer norm and unmasked softmax / log-softmax run.
- * IMPL_AUTO (the default): forward through the cached oneDNN primitive
- * when x has at least LN_DNNL_MIN (layer norm) or SM_DNNL_MIN (softmax)
- * elements, else through the OpenMP kernel (oneDNN's fixed cost per call,
- * a few microseconds, made it slower below these sizes); backward through
- * oneDNN when the forward did and d x is a new gradient, which oneDNN then
- * writes directly, and through the OpenMP kernel when d x already exists
- * (the kernel adds into it; oneDNN would need a scratch buffer and an extra
- * pass) or is not needed. IMPL_OWN: the OpenMP kernels only; IMPL_DNNL:
- * oneDNN only (any size). The environment variable
- * AVSR_NORM_IMPL=own|dnnl|auto selects one; it exists so that
+ *
+ * IMPL_AUTO (the default), from measurements at 2 threads
+ * (docs/ops/norm.md):
+ * - layer norm forward: the oneDNN primitive for x with at least
+ *   LN_DNNL_MIN elements and D < LN_DNNL_MAX_D, else the OpenMP kernel
+ *   (faster for small tensors, where oneDNN's fixed cost per call of a few
+ *   microseconds dominates, and at D >= 512);
+ * - layer norm backward: the OpenMP kernel (one memory pass over x and dy
+ *   with the gamma/beta sums fused in; oneDNN's makes two, and would need
+ *   scratch and an extra pass to add into an existing gradient);
+ * - softmax / log-softmax forward: the oneDNN primitive for x with at least
+ *   SM_DNNL_MIN elements, else the OpenMP kernel;
+ * - softmax / log-softmax backward: oneDNN when the forward did and d x is
+ *   a new gradient, which oneDNN then writes directly; the OpenMP kernel
+ *   when d x already exists (the kernel adds into it).
+ * The OpenMP backward kernels write a new gradient directly too (no
+ * zeroing) and add into an existing one.
+ * IMPL_OWN: the OpenMP kernels only. IMPL_DNNL: oneDNN wherever it can
+ * (any size; backward through scratch when d x exists). The environment
+ * variable AVSR_NORM_IMPL=own|dnnl|auto selects one; it exists so that
  * bench/bench_norm can time them, and is read at each call (getenv costs
- * far less than the op). Measurements: docs/ops/norm.md. */
+ * far less than the op). */
 enum { IMPL_OWN, IMPL_DNNL, IMPL_AUTO };
 #define LN_DNNL_MIN 131072
+#define LN_DNNL_MAX_D 512
 #define SM_DNNL_MIN 2048
 
 static int norm_impl(void)
@@ -73,13 +84,13 @@ static int norm_impl(void)
     return IMPL_AUTO;
 }
 
-/* backward of an op whose forward ran oneDNN: oneDNN too? */
-static bool use_dnnl_backward(const avsr_tensor *x)
+/* backward of an op whose forward ran oneDNN: oneDNN too? (ln: layer norm) */
+static bool use_dnnl_backward(const avsr_tensor *x, bool ln)
 {
     int impl = norm_impl();
     if (impl == IMPL_DNNL)
         return true;
-    return impl == IMPL_AUTO && avsr_tensor_requires_grad(x) && !x->grad;
+    return impl == IMPL_AUTO && !ln && avsr_tensor_requires_grad(x) && !x->grad;
 }
 
 /* Gradient buffer of t for a kernel that writes (oneDNN): an existing buffer
@@ -98,6 +109,19 @@ static float *grad_dst(avsr_ctx *ctx, avsr_tensor *t, float **scratch)
     }
     *scratch = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(t->numel ? t->numel : 1));
     return *scratch ? t->grad : NULL;
+}
+
+/* Gradient buffer of t for a kernel that can add into it or write it: the
+ * existing one (*assign = false), or a new uninitialised arena buffer that
+ * the kernel writes (*assign = true), which saves zeroing it. Heap tensors
+ * get their gradient from avsr_tensor_grad (zeroed heap memory). */
+static float *grad_add_or_new(avsr_ctx *ctx, avsr_tensor *t, bool *assign)
+{
+    *assign = !t->grad && !(t->flags & AVSR_T_OWNED);
+    if (!*assign)
+        return avsr_tensor_grad(ctx, t);
+    t->grad = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+    return t->grad;
 }
 
 /* g[i] += v[i], i < n */
@@ -479,12 +503,13 @@ static AVSR_SIMD_CLONES void ln_fwd_rows(const float *x, float *y, float *mean, 
     }
 }
 
-/* rows [r0, r1): gx += ..., pg += dy * x_hat, pb += dy (gx, pg, pb may be
- * NULL; pg and pb are both set or both NULL). One pass gathers the row sums
- * (and the parameter sums), a second writes gx. */
+/* rows [r0, r1): gx += ... (gx = ... if assign), pg += dy * x_hat,
+ * pb += dy (gx, pg, pb may be NULL; pg and pb are both set or both NULL).
+ * One pass gathers the row sums (and the parameter sums), a second writes
+ * gx. */
 static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const float *mean,
                                          const float *rstd, const float *g, float *gx, float *pg,
-                                         float *pb, int64_t r0, int64_t r1, int64_t D)
+                                         float *pb, int64_t r0, int64_t r1, int64_t D, bool assign)
 {
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * D, *gr = gy + r * D;
@@ -525,7 +550,15 @@ static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const 
         s1 /= (float)D;
         s2 *= rs * rs / (float)D;
         float *gxr = gx + r * D;
-        if (g) {
+        if (assign && g) {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] = rs * (gr[i] * g[i] - s1 - (xr[i] - mu) * s2);
+        } else if (assign) {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] = rs * (gr[i] - s1 - (xr[i] - mu) * s2);
+        } else if (g) {
 #pragma omp simd
             for (int64_t i = 0; i < D; i++)
                 gxr[i] += rs * (gr[i] * g[i] - s1 - (xr[i] - mu) * s2);
@@ -667,7 +700,7 @@ static void ln_backward_dnnl(avsr_ctx *ctx, struct ln_saved *s)
 static void ln_backward(avsr_ctx *ctx, void *sv)
 {
     struct ln_saved *s = sv;
-    if (s->dnnl && use_dnnl_backward(s->x)) {
+    if (s->dnnl && use_dnnl_backward(s->x, true)) {
         ln_backward_dnnl(ctx, s);
         return;
     }
@@ -684,7 +717,8 @@ static void ln_backward(avsr_ctx *ctx, void *sv)
         rstd = r;
     }
     float *gx = NULL, *gg = NULL, *gb = NULL;
-    if (avsr_tensor_requires_grad(s->x) && !(gx = avsr_tensor_grad(ctx, s->x))) /* [N, D] */
+    bool assign = false;
+    if (avsr_tensor_requires_grad(s->x) && !(gx = grad_add_or_new(ctx, s->x, &assign))) /* [N, D] */
         return;
     if (avsr_tensor_requires_grad(s->gamma) && !(gg = avsr_tensor_grad(ctx, s->gamma))) /* [D] */
         return;
@@ -709,7 +743,7 @@ static void ln_backward(avsr_ctx *ctx, void *sv)
 #endif
         int64_t r0 = N * tid / n, r1 = N * (tid + 1) / n;
         float *pg = part ? part + (size_t)tid * 2 * D : NULL, *pb = part ? pg + D : NULL;
-        ln_bwd_rows(x, gy, mean, rstd, g, gx, pg, pb, r0, r1, D);
+        ln_bwd_rows(x, gy, mean, rstd, g, gx, pg, pb, r0, r1, D, assign);
     }
     if (part) {
         for (int t = 0; t < nt; t++) {
@@ -751,7 +785,8 @@ avsr_tensor *avsr_op_layer_norm(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *gamm
     avsr_tensor *in[3] = {x, gamma, beta};
     bool grad = avsr_ctx_needs_grad(ctx, 3, in);
     int impl = norm_impl();
-    bool dnnl = N > 0 && (impl == IMPL_DNNL || (impl == IMPL_AUTO && x->numel >= LN_DNNL_MIN));
+    bool dnnl = N > 0 && (impl == IMPL_DNNL || (impl == IMPL_AUTO && x->numel >= LN_DNNL_MIN &&
+                                                 D < LN_DNNL_MAX_D));
     avsr_tensor *y = avsr_tensor_new(ctx, AVSR_F32, x->ndim, x->shape); /* [N, D] */
     float *mean = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(2 * N + 1)); /* [2, N] */
     if (!y || !mean)
@@ -865,9 +900,11 @@ static AVSR_SIMD_CLONES void softmax_rows(const float *x, float *y, int64_t r0, 
 }
 
 /* softmax: gx += y (gy - sum(gy y)); log-softmax: gx += gy - exp(y) sum(gy)
- * over kept positions (y = -inf marks a masked one) */
+ * over kept positions (y = -inf marks a masked one); = instead of += if
+ * assign */
 static AVSR_SIMD_CLONES void softmax_bwd_rows(const float *y, const float *gy, float *gx,
-                                              int64_t r0, int64_t r1, int64_t D, int logsm)
+                                              int64_t r0, int64_t r1, int64_t D, int logsm,
+                                              bool assign)
 {
     for (int64_t r = r0; r < r1; r++) {
         const float *yr = y + r * D, *gr = gy + r * D;
@@ -877,16 +914,28 @@ static AVSR_SIMD_CLONES void softmax_bwd_rows(const float *y, const float *gy, f
 #pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < D; i++)
                 s += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i]);
+            if (assign) {
 #pragma omp simd
-            for (int64_t i = 0; i < D; i++)
-                gxr[i] += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i] - avsr_fn_exp(yr[i]) * s);
+                for (int64_t i = 0; i < D; i++)
+                    gxr[i] = avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i] - avsr_fn_exp(yr[i]) * s);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < D; i++)
+                    gxr[i] += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i] - avsr_fn_exp(yr[i]) * s);
+            }
         } else {
 #pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < D; i++)
                 s += gr[i] * yr[i];
+            if (assign) {
 #pragma omp simd
-            for (int64_t i = 0; i < D; i++)
-                gxr[i] += yr[i] * (gr[i] - s);
+                for (int64_t i = 0; i < D; i++)
+                    gxr[i] = yr[i] * (gr[i] - s);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < D; i++)
+                    gxr[i] += yr[i] * (gr[i] - s);
+            }
         }
     }
 }
@@ -944,7 +993,7 @@ static void softmax_backward(avsr_ctx *ctx, void *sv)
     struct softmax_saved *s = sv;
     if (!avsr_tensor_requires_grad(s->x))
         return;
-    if (s->dnnl && use_dnnl_backward(s->x)) {
+    if (s->dnnl && use_dnnl_backward(s->x, false)) {
         avsr_dnnl_prim *p = sm_prim(ctx, true, s->logsm, s->N, s->D);
         float *sx = NULL, *gx = p ? grad_dst(ctx, s->x, &sx) : NULL; /* [N, D] */
         if (!gx)
@@ -956,7 +1005,8 @@ static void softmax_backward(avsr_ctx *ctx, void *sv)
             add_into(gx, sx, s->N * s->D);
         return;
     }
-    float *gx = avsr_tensor_grad(ctx, s->x); /* [N, D] */
+    bool assign;
+    float *gx = grad_add_or_new(ctx, s->x, &assign); /* [N, D] */
     if (!gx)
         return;
     const float *y = avsr_f32(s->y), *gy = s->y->grad;
@@ -965,7 +1015,7 @@ static void softmax_backward(avsr_ctx *ctx, void *sv)
 #pragma omp parallel for schedule(static) if (nch > 1)
     for (int64_t k = 0; k < nch; k++) {
         int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
-        softmax_bwd_rows(y, gy, gx, r0, r1, D, logsm);
+        softmax_bwd_rows(y, gy, gx, r0, r1, D, logsm, assign);
     }
 }
 
