@@ -1,23 +1,31 @@
 /* bench_norm: forward + backward time of layer norm, softmax, log-softmax
- * and GLU (avsr ops) against PyTorch, with layer norm and softmax timed on
- * both of their kernels (AVSR_NORM_IMPL=own: the OpenMP kernels, =dnnl: the
- * cached oneDNN primitives), and the bare oneDNN primitives on the same
- * shapes (no framework around them). 2 threads unless OMP_NUM_THREADS is set.
+ * and GLU (avsr ops) against PyTorch. Layer norm and softmax are timed with
+ * each kernel selection of op_norm.c: "own" (AVSR_NORM_IMPL=own, the OpenMP
+ * kernels), "oneDNN" (=dnnl, the cached oneDNN primitives wherever
+ * possible) and "default" (=auto, the selection the op makes by itself).
+ * The bare oneDNN primitives on the same shapes (no framework around them)
+ * are timed too. 2 threads unless OMP_NUM_THREADS is set.
  *
  *   /usr/bin/python3 bench/norm_torch.py > torch.txt
  *   OMP_NUM_THREADS=2 build/bench/bench_norm [--split] torch.txt
  *
- * --split adds a table of the forward and backward minima of each kernel
- * (backward includes avsr_backward seeding dy). One step: y = op(x); avsr_backward(y, R) (PyTorch: y.backward(R)), arena
+ * --split adds a table of the forward and backward minima of each
+ * selection (backward includes avsr_backward seeding dy) and the cost of
+ * that seeding alone.
+ *
+ * One step: y = op(x); avsr_backward(y, R) (PyTorch: y.backward(R)), arena
  * reset. x is an activation: a fresh arena copy of the input each step
  * (outside the timing), so d x is a new gradient, as PyTorch's is with
  * x.grad = None. Rows marked "d x +=" use a heap x whose gradient already
  * exists and is added to (PyTorch: x.grad kept). gamma and beta are heap
- * parameters whose gradients accumulate. Each timing: 5 warm-up steps, then
- * 30 timed; the table gives the median and the minimum of the 30. The
- * ratios torch/avsr are of the minima (on a shared machine the minimum is
- * the least disturbed run). The torch file holds "name median_ms min_ms"
- * lines. Without it the torch columns are "-". */
+ * parameters whose gradients accumulate. The selections run in separate
+ * contexts and alternate step by step, so a change in the machine's load
+ * hits them alike. Each: 5 warm-up steps, then 30 timed; the table gives
+ * the median and the minimum of the 30. The ratio torch/avsr is of the
+ * minima (on a shared machine the minimum is the least disturbed run). The
+ * last two rows are small tensors, below the sizes at which the default
+ * switches to oneDNN. The torch file holds "name median_ms min_ms" lines;
+ * without it the torch columns are "-". */
 #define _POSIX_C_SOURCE 200809L
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
