@@ -1,13 +1,16 @@
 /* op_norm: batch norm, layer norm, softmax, log-softmax (see op_norm.h).
  *
- * All kernels are OpenMP loops over rows (layer norm, softmax) or over
- * (batch, channel) planes (batch norm); the per-row kernels are compiled
- * for AVX2 and the baseline (AVSR_SIMD_CLONES) with `omp simd` reductions.
- * Layer norm and softmax use these kernels rather than oneDNN: they were
- * measured faster on the benchmark shapes (docs/ops/norm.md). */
+ * Layer norm and unmasked softmax / log-softmax run either through cached
+ * oneDNN primitives (layer_normalization, softmax_v2) or through the OpenMP
+ * kernels here, whichever measured faster for the case (see norm_impl).
+ * The OpenMP kernels also do batch norm and masked softmax: loops over rows
+ * (layer norm, softmax) or over (batch, channel) planes (batch norm); the
+ * per-row kernels are compiled for AVX2 and the baseline (AVSR_SIMD_CLONES)
+ * with `omp simd` reductions. */
 #include "op_norm.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -15,6 +18,7 @@
 
 #include "act_fn.h"
 #include "ctx_int.h"
+#include "dnnl_util.h"
 #include "tape.h"
 
 /* rows per parallel chunk so that a chunk holds at least ~16K elements */
@@ -40,6 +44,125 @@ static int thread_id(void)
 #else
     return 0;
 #endif
+}
+
+/* Which kernels layer norm and unmasked softmax / log-softmax run.
+ *
+ * IMPL_AUTO (the default), from measurements at 2 threads
+ * (docs/ops/norm.md):
+ * - layer norm forward: the oneDNN primitive for x with at least
+ *   LN_DNNL_MIN elements and D < LN_DNNL_MAX_D, else the OpenMP kernel
+ *   (faster for small tensors, where oneDNN's fixed cost per call of a few
+ *   microseconds dominates, and at D >= 512);
+ * - layer norm backward: the OpenMP kernel (one memory pass over x and dy
+ *   with the gamma/beta sums fused in; oneDNN's makes two, and would need
+ *   scratch and an extra pass to add into an existing gradient);
+ * - softmax / log-softmax forward: the oneDNN primitive for x with at least
+ *   SM_DNNL_MIN elements, else the OpenMP kernel;
+ * - softmax / log-softmax backward: oneDNN when the forward did and d x is
+ *   a new gradient, which oneDNN then writes directly; the OpenMP kernel
+ *   when d x already exists (the kernel adds into it).
+ * The OpenMP backward kernels write a new gradient directly too (no
+ * zeroing) and add into an existing one.
+ * IMPL_OWN: the OpenMP kernels only. IMPL_DNNL: oneDNN wherever it can
+ * (any size; backward through scratch when d x exists). The environment
+ * variable AVSR_NORM_IMPL=own|dnnl|auto selects one; it exists so that
+ * bench/bench_norm can time them, and is read at each call (getenv costs
+ * far less than the op). */
+enum { IMPL_OWN, IMPL_DNNL, IMPL_AUTO };
+#define LN_DNNL_MIN 131072
+#define LN_DNNL_MAX_D 512
+#define SM_DNNL_MIN 2048
+
+static int norm_impl(void)
+{
+    const char *e = getenv("AVSR_NORM_IMPL");
+    if (e && !strcmp(e, "own"))
+        return IMPL_OWN;
+    if (e && !strcmp(e, "dnnl"))
+        return IMPL_DNNL;
+    return IMPL_AUTO;
+}
+
+/* backward of an op whose forward ran oneDNN: oneDNN too? (ln: layer norm) */
+static bool use_dnnl_backward(const avsr_tensor *x, bool ln)
+{
+    int impl = norm_impl();
+    if (impl == IMPL_DNNL)
+        return true;
+    return impl == IMPL_AUTO && !ln && avsr_tensor_requires_grad(x) && !x->grad;
+}
+
+/* Gradient buffer of t for a kernel that writes (oneDNN): an existing buffer
+ * cannot be written, so *scratch is set to a fresh arena buffer whose
+ * contents the caller adds into the returned gradient (add_into); a missing
+ * one is created and written directly (*scratch = NULL). Heap tensors get
+ * their gradient from avsr_tensor_grad (zeroed heap memory). */
+static float *grad_dst(avsr_ctx *ctx, avsr_tensor *t, float **scratch)
+{
+    *scratch = NULL;
+    if (!t->grad) {
+        if (t->flags & AVSR_T_OWNED)
+            return avsr_tensor_grad(ctx, t);
+        t->grad = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+        return t->grad;
+    }
+    *scratch = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+    return *scratch ? t->grad : NULL;
+}
+
+/* Gradient buffer of t for a kernel that can add into it or write it: the
+ * existing one (*assign = false), or a new uninitialised arena buffer that
+ * the kernel writes (*assign = true), which saves zeroing it. Heap tensors
+ * get their gradient from avsr_tensor_grad (zeroed heap memory). */
+static float *grad_add_or_new(avsr_ctx *ctx, avsr_tensor *t, bool *assign)
+{
+    *assign = !t->grad && !(t->flags & AVSR_T_OWNED);
+    if (!*assign)
+        return avsr_tensor_grad(ctx, t);
+    t->grad = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+    return t->grad;
+}
+
+/* g[i] += v[i], i < n */
+static void add_into(float *g, const float *v, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t k = 0; k < n; k += 16384) {
+        int64_t e = k + 16384 < n ? k + 16384 : n;
+#pragma omp simd
+        for (int64_t i = k; i < e; i++)
+            g[i] += v[i];
+    }
+}
+
+/* Fill args[] with those of cand[] the primitive takes; returns the count. */
+static int prim_args(const_dnnl_primitive_desc_t pd, const int *cand, int n, int *args)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, cand[i]);
+        if (md && md->ndims > 0)
+            args[k++] = cand[i];
+    }
+    return k;
+}
+
+/* handles in the order of p->arg[], looked up from (arg, pointer) pairs */
+static int exec_args(avsr_ctx *ctx, avsr_dnnl_prim *p, const int *arg, void *const *ptr, int n)
+{
+    void *h[AVSR_DNNL_MAX_ARGS];
+    for (int i = 0; i < p->nargs; i++) {
+        h[i] = NULL;
+        for (int j = 0; j < n; j++)
+            if (arg[j] == p->arg[i])
+                h[i] = ptr[j];
+        if (!h[i]) {
+            avsr_ctx_fail(ctx, "op_norm: oneDNN argument %d has no buffer", p->arg[i]);
+            return -1;
+        }
+    }
+    return avsr_dnnl_exec(ctx, p, h);
 }
 
 static bool is_mask_dtype(avsr_dtype t) { return t == AVSR_U8 || t == AVSR_BOOL || t == AVSR_F32; }
@@ -380,12 +503,13 @@ static AVSR_SIMD_CLONES void ln_fwd_rows(const float *x, float *y, float *mean, 
     }
 }
 
-/* rows [r0, r1): gx += ..., pg += dy * x_hat, pb += dy (gx, pg, pb may be
- * NULL; pg and pb are both set or both NULL). One pass gathers the row sums
- * (and the parameter sums), a second writes gx. */
+/* rows [r0, r1): gx += ... (gx = ... if assign), pg += dy * x_hat,
+ * pb += dy (gx, pg, pb may be NULL; pg and pb are both set or both NULL).
+ * One pass gathers the row sums (and the parameter sums), a second writes
+ * gx. */
 static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const float *mean,
                                          const float *rstd, const float *g, float *gx, float *pg,
-                                         float *pb, int64_t r0, int64_t r1, int64_t D)
+                                         float *pb, int64_t r0, int64_t r1, int64_t D, bool assign)
 {
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = x + r * D, *gr = gy + r * D;
@@ -426,7 +550,15 @@ static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const 
         s1 /= (float)D;
         s2 *= rs * rs / (float)D;
         float *gxr = gx + r * D;
-        if (g) {
+        if (assign && g) {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] = rs * (gr[i] * g[i] - s1 - (xr[i] - mu) * s2);
+        } else if (assign) {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++)
+                gxr[i] = rs * (gr[i] - s1 - (xr[i] - mu) * s2);
+        } else if (g) {
 #pragma omp simd
             for (int64_t i = 0; i < D; i++)
                 gxr[i] += rs * (gr[i] * g[i] - s1 - (xr[i] - mu) * s2);
@@ -440,16 +572,153 @@ static AVSR_SIMD_CLONES void ln_bwd_rows(const float *x, const float *gy, const 
 
 struct ln_saved {
     avsr_tensor *x, *gamma, *beta, *y;
-    const float *mean, *rstd; /* [N] */
+    const float *mean, *stat2; /* [N]: the mean, and rstd (own) or the variance (dnnl) */
     int64_t N, D;
+    float eps;
+    bool dnnl; /* forward ran the oneDNN primitive */
 };
+
+#define LN_KEY 0x4c4e4f52 /* "LNOR" */
+
+/* Cached oneDNN layer normalisation over the rows of [N, D]: forward
+ * (prop forward_training / forward_inference) or backward (prop backward,
+ * which also gives d scale and d shift, or backward_data). */
+static avsr_dnnl_prim *ln_prim(avsr_ctx *ctx, dnnl_prop_kind_t prop, int64_t N, int64_t D,
+                               unsigned flags, float eps)
+{
+    uint32_t eb;
+    memcpy(&eb, &eps, sizeof eb);
+    avsr_dnnl_key key;
+    avsr_dnnl_key_init(&key, LN_KEY);
+    avsr_dnnl_key_add(&key, (int64_t)prop);
+    avsr_dnnl_key_add(&key, N);
+    avsr_dnnl_key_add(&key, D);
+    avsr_dnnl_key_add(&key, (int64_t)flags);
+    avsr_dnnl_key_add(&key, (int64_t)eb);
+    avsr_dnnl_prim *p = avsr_dnnl_find(ctx, key.v, avsr_dnnl_key_bytes(&key));
+    if (p)
+        return p;
+    avsr_error *err = &ctx->err;
+    int64_t dims[2] = {N, D};
+    dnnl_memory_desc_t dmd, smd; /* [N, D], [N] */
+    if (avsr_dnnl_md_plain(ctx, &dmd, 2, dims) < 0 || avsr_dnnl_md_plain(ctx, &smd, 1, dims) < 0)
+        return NULL;
+    bool bwd = prop == dnnl_backward || prop == dnnl_backward_data;
+    dnnl_layer_normalization_desc_t fd, bd;
+    dnnl_primitive_desc_t fpd = NULL, pd = NULL;
+    if (AVSR_DNNL(err, dnnl_layer_normalization_forward_desc_init(
+                           &fd, bwd ? dnnl_forward_training : prop, &dmd, &smd, eps, flags)) < 0 ||
+        AVSR_DNNL(err, dnnl_primitive_desc_create(&fpd, &fd, NULL, ctx->engine, NULL)) < 0)
+        return NULL;
+    if (bwd) {
+        int rc = AVSR_DNNL(err, dnnl_layer_normalization_backward_desc_init(&bd, prop, &dmd, &dmd,
+                                                                             &smd, eps, flags));
+        if (rc == 0)
+            rc = AVSR_DNNL(err, dnnl_primitive_desc_create(&pd, &bd, NULL, ctx->engine, fpd));
+        dnnl_primitive_desc_destroy(fpd);
+        if (rc < 0)
+            return NULL;
+    } else {
+        pd = fpd;
+    }
+    /* the pd reports scale and shift descriptors even without the flags */
+    int cand[10] = {DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE,
+                    DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC}, nc = 6;
+    if (flags & dnnl_use_scale) {
+        cand[nc++] = DNNL_ARG_SCALE;
+        cand[nc++] = DNNL_ARG_DIFF_SCALE;
+    }
+    if (flags & dnnl_use_shift) {
+        cand[nc++] = DNNL_ARG_SHIFT;
+        cand[nc++] = DNNL_ARG_DIFF_SHIFT;
+    }
+    int args[AVSR_DNNL_MAX_ARGS];
+    int n = prim_args(pd, cand, nc, args);
+    return avsr_dnnl_insert(ctx, key.v, avsr_dnnl_key_bytes(&key), pd, n, args);
+}
+
+static unsigned ln_flags(const avsr_tensor *gamma, const avsr_tensor *beta)
+{
+    return (gamma ? (unsigned)dnnl_use_scale : 0u) | (beta ? (unsigned)dnnl_use_shift : 0u);
+}
+
+/* backward through the oneDNN primitive, which writes d x, d gamma and
+ * d beta: d x goes straight into a new gradient or through scratch, d gamma
+ * and d beta ([D], small) always through scratch */
+static void ln_backward_dnnl(avsr_ctx *ctx, struct ln_saved *s)
+{
+    int64_t N = s->N, D = s->D;
+    bool need_x = avsr_tensor_requires_grad(s->x);
+    bool need_g = s->gamma && avsr_tensor_requires_grad(s->gamma);
+    bool need_b = s->beta && avsr_tensor_requires_grad(s->beta);
+    dnnl_prop_kind_t prop = need_g || need_b ? dnnl_backward : dnnl_backward_data;
+    avsr_dnnl_prim *p = ln_prim(ctx, prop, N, D, ln_flags(s->gamma, s->beta), s->eps);
+    if (!p)
+        return;
+    float *gx = NULL, *sx = NULL; /* [N, D] */
+    if (need_x) {
+        if (!(gx = grad_dst(ctx, s->x, &sx)))
+            return;
+    } else if (!(sx = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(N * D)))) {
+        return; /* d x is computed anyway; it goes to scratch */
+    }
+    float *dsc = NULL, *dsh = NULL; /* [D] each */
+    if (prop == dnnl_backward) {
+        if (!(dsc = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(2 * D))))
+            return;
+        dsh = dsc + D;
+    }
+    static const int arg[] = {DNNL_ARG_SRC,      DNNL_ARG_DIFF_DST,   DNNL_ARG_MEAN,
+                              DNNL_ARG_VARIANCE, DNNL_ARG_SCALE,      DNNL_ARG_SHIFT,
+                              DNNL_ARG_DIFF_SRC, DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT};
+    void *const ptr[] = {s->x->data,
+                         s->y->grad,
+                         (void *)s->mean,
+                         (void *)s->stat2,
+                         s->gamma ? s->gamma->data : NULL,
+                         s->beta ? s->beta->data : NULL,
+                         sx ? sx : gx,
+                         dsc,
+                         dsh};
+    if (exec_args(ctx, p, arg, ptr, (int)(sizeof arg / sizeof arg[0])) < 0)
+        return;
+    if (gx && sx)
+        add_into(gx, sx, N * D);
+    float *gg = NULL, *gb = NULL;
+    if (need_g && !(gg = avsr_tensor_grad(ctx, s->gamma))) /* [D] */
+        return;
+    if (need_b && !(gb = avsr_tensor_grad(ctx, s->beta))) /* [D] */
+        return;
+    for (int64_t i = 0; i < D; i++) {
+        if (gg)
+            gg[i] += dsc[i];
+        if (gb)
+            gb[i] += dsh[i];
+    }
+}
 
 static void ln_backward(avsr_ctx *ctx, void *sv)
 {
     struct ln_saved *s = sv;
+    if (s->dnnl && use_dnnl_backward(s->x, true)) {
+        ln_backward_dnnl(ctx, s);
+        return;
+    }
     int64_t N = s->N, D = s->D;
+    const float *rstd = s->stat2; /* [N] */
+    if (s->dnnl) {
+        /* oneDNN's forward saved the variance */
+        float *r = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)N);
+        if (!r)
+            return;
+        float eps = s->eps;
+        for (int64_t i = 0; i < N; i++)
+            r[i] = 1.0f / sqrtf(s->stat2[i] + eps);
+        rstd = r;
+    }
     float *gx = NULL, *gg = NULL, *gb = NULL;
-    if (avsr_tensor_requires_grad(s->x) && !(gx = avsr_tensor_grad(ctx, s->x))) /* [N, D] */
+    bool assign = false;
+    if (avsr_tensor_requires_grad(s->x) && !(gx = grad_add_or_new(ctx, s->x, &assign))) /* [N, D] */
         return;
     if (avsr_tensor_requires_grad(s->gamma) && !(gg = avsr_tensor_grad(ctx, s->gamma))) /* [D] */
         return;
@@ -464,7 +733,7 @@ static void ln_backward(avsr_ctx *ctx, void *sv)
         memset(part, 0, sizeof(float) * (size_t)(2 * nt * D));
     }
     const float *x = avsr_f32(s->x), *gy = s->y->grad, *g = s->gamma ? avsr_f32(s->gamma) : NULL;
-    const float *mean = s->mean, *rstd = s->rstd;
+    const float *mean = s->mean;
     int use = N * D > 32768 ? nt : 1;
 #pragma omp parallel num_threads(use)
     {
@@ -474,7 +743,7 @@ static void ln_backward(avsr_ctx *ctx, void *sv)
 #endif
         int64_t r0 = N * tid / n, r1 = N * (tid + 1) / n;
         float *pg = part ? part + (size_t)tid * 2 * D : NULL, *pb = part ? pg + D : NULL;
-        ln_bwd_rows(x, gy, mean, rstd, g, gx, pg, pb, r0, r1, D);
+        ln_bwd_rows(x, gy, mean, rstd, g, gx, pg, pb, r0, r1, D, assign);
     }
     if (part) {
         for (int t = 0; t < nt; t++) {
@@ -513,26 +782,40 @@ avsr_tensor *avsr_op_layer_norm(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *gamm
     }
     if (!(eps >= 0.0f))
         return avsr_ctx_fail(ctx, "layer_norm: eps %g, expected >= 0", (double)eps);
+    avsr_tensor *in[3] = {x, gamma, beta};
+    bool grad = avsr_ctx_needs_grad(ctx, 3, in);
+    int impl = norm_impl();
+    bool dnnl = N > 0 && (impl == IMPL_DNNL || (impl == IMPL_AUTO && x->numel >= LN_DNNL_MIN &&
+                                                 D < LN_DNNL_MAX_D));
     avsr_tensor *y = avsr_tensor_new(ctx, AVSR_F32, x->ndim, x->shape); /* [N, D] */
     float *mean = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(2 * N + 1)); /* [2, N] */
     if (!y || !mean)
         return NULL;
-    float *rstd = mean + N;
+    float *stat2 = mean + N; /* [N] rstd (own kernel) or variance (oneDNN) */
     const float *xd = avsr_f32(x), *g = gamma ? avsr_f32(gamma) : NULL,
                 *b = beta ? avsr_f32(beta) : NULL;
     float *yd = avsr_f32(y);
-    int64_t rpc = rows_per_chunk(D), nch = (N + rpc - 1) / rpc;
+    if (dnnl) {
+        avsr_dnnl_prim *p = ln_prim(ctx, grad ? dnnl_forward_training : dnnl_forward_inference, N,
+                                    D, ln_flags(gamma, beta), eps);
+        static const int arg[] = {DNNL_ARG_SRC,      DNNL_ARG_DST,   DNNL_ARG_MEAN,
+                                  DNNL_ARG_VARIANCE, DNNL_ARG_SCALE, DNNL_ARG_SHIFT};
+        void *const ptr[] = {(void *)xd, yd, mean, stat2, (void *)g, (void *)b};
+        if (!p || exec_args(ctx, p, arg, ptr, 6) < 0)
+            return NULL;
+    } else {
+        int64_t rpc = rows_per_chunk(D), nch = (N + rpc - 1) / rpc;
 #pragma omp parallel for schedule(static) if (nch > 1)
-    for (int64_t k = 0; k < nch; k++) {
-        int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
-        ln_fwd_rows(xd, yd, mean, rstd, g, b, r0, r1, D, eps);
+        for (int64_t k = 0; k < nch; k++) {
+            int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
+            ln_fwd_rows(xd, yd, mean, stat2, g, b, r0, r1, D, eps);
+        }
     }
-    avsr_tensor *in[3] = {x, gamma, beta};
-    if (avsr_ctx_needs_grad(ctx, 3, in)) {
+    if (grad) {
         struct ln_saved *s = avsr_tape_saved(ctx, sizeof *s);
         if (!s)
             return NULL;
-        *s = (struct ln_saved){x, gamma, beta, y, mean, rstd, N, D};
+        *s = (struct ln_saved){x, gamma, beta, y, mean, stat2, N, D, eps, dnnl};
         y->flags |= AVSR_T_REQUIRES_GRAD;
         if (avsr_tape_record(ctx, ln_backward, y, s) < 0)
             return NULL;
@@ -617,9 +900,11 @@ static AVSR_SIMD_CLONES void softmax_rows(const float *x, float *y, int64_t r0, 
 }
 
 /* softmax: gx += y (gy - sum(gy y)); log-softmax: gx += gy - exp(y) sum(gy)
- * over kept positions (y = -inf marks a masked one) */
+ * over kept positions (y = -inf marks a masked one); = instead of += if
+ * assign */
 static AVSR_SIMD_CLONES void softmax_bwd_rows(const float *y, const float *gy, float *gx,
-                                              int64_t r0, int64_t r1, int64_t D, int logsm)
+                                              int64_t r0, int64_t r1, int64_t D, int logsm,
+                                              bool assign)
 {
     for (int64_t r = r0; r < r1; r++) {
         const float *yr = y + r * D, *gr = gy + r * D;
@@ -629,16 +914,28 @@ static AVSR_SIMD_CLONES void softmax_bwd_rows(const float *y, const float *gy, f
 #pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < D; i++)
                 s += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i]);
+            if (assign) {
 #pragma omp simd
-            for (int64_t i = 0; i < D; i++)
-                gxr[i] += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i] - avsr_fn_exp(yr[i]) * s);
+                for (int64_t i = 0; i < D; i++)
+                    gxr[i] = avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i] - avsr_fn_exp(yr[i]) * s);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < D; i++)
+                    gxr[i] += avsr_fn_select(yr[i] == -INFINITY, 0.0f, gr[i] - avsr_fn_exp(yr[i]) * s);
+            }
         } else {
 #pragma omp simd reduction(+ : s)
             for (int64_t i = 0; i < D; i++)
                 s += gr[i] * yr[i];
+            if (assign) {
 #pragma omp simd
-            for (int64_t i = 0; i < D; i++)
-                gxr[i] += yr[i] * (gr[i] - s);
+                for (int64_t i = 0; i < D; i++)
+                    gxr[i] = yr[i] * (gr[i] - s);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < D; i++)
+                    gxr[i] += yr[i] * (gr[i] - s);
+            }
         }
     }
 }
@@ -647,14 +944,69 @@ struct softmax_saved {
     avsr_tensor *x, *y;
     int64_t N, D;
     int logsm;
+    bool dnnl; /* unmasked, forward ran the oneDNN primitive */
 };
+
+#define SM_KEY 0x534d4158 /* "SMAX" */
+
+/* Cached oneDNN softmax (logsm: log-softmax) over the rows of [N, D]:
+ * forward (src -> dst) or backward (dst, diff_dst -> diff_src). */
+static avsr_dnnl_prim *sm_prim(avsr_ctx *ctx, bool bwd, int logsm, int64_t N, int64_t D)
+{
+    avsr_dnnl_key key;
+    avsr_dnnl_key_init(&key, SM_KEY);
+    avsr_dnnl_key_add(&key, bwd);
+    avsr_dnnl_key_add(&key, logsm);
+    avsr_dnnl_key_add(&key, N);
+    avsr_dnnl_key_add(&key, D);
+    avsr_dnnl_prim *p = avsr_dnnl_find(ctx, key.v, avsr_dnnl_key_bytes(&key));
+    if (p)
+        return p;
+    avsr_error *err = &ctx->err;
+    int64_t dims[2] = {N, D};
+    dnnl_memory_desc_t md; /* [N, D] */
+    if (avsr_dnnl_md_plain(ctx, &md, 2, dims) < 0)
+        return NULL;
+    dnnl_alg_kind_t alg = logsm ? dnnl_softmax_log : dnnl_softmax_accurate;
+    dnnl_softmax_v2_desc_t fd, bd;
+    dnnl_primitive_desc_t fpd = NULL, pd = NULL;
+    if (AVSR_DNNL(err, dnnl_softmax_v2_forward_desc_init(&fd, dnnl_forward_training, alg, &md,
+                                                         &md, 1)) < 0 ||
+        AVSR_DNNL(err, dnnl_primitive_desc_create(&fpd, &fd, NULL, ctx->engine, NULL)) < 0)
+        return NULL;
+    if (bwd) {
+        int rc = AVSR_DNNL(err, dnnl_softmax_v2_backward_desc_init(&bd, alg, &md, &md, &md, 1));
+        if (rc == 0)
+            rc = AVSR_DNNL(err, dnnl_primitive_desc_create(&pd, &bd, NULL, ctx->engine, fpd));
+        dnnl_primitive_desc_destroy(fpd);
+        if (rc < 0)
+            return NULL;
+        static const int args[3] = {DNNL_ARG_DST, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC};
+        return avsr_dnnl_insert(ctx, key.v, avsr_dnnl_key_bytes(&key), pd, 3, args);
+    }
+    static const int args[2] = {DNNL_ARG_SRC, DNNL_ARG_DST};
+    return avsr_dnnl_insert(ctx, key.v, avsr_dnnl_key_bytes(&key), fpd, 2, args);
+}
 
 static void softmax_backward(avsr_ctx *ctx, void *sv)
 {
     struct softmax_saved *s = sv;
     if (!avsr_tensor_requires_grad(s->x))
         return;
-    float *gx = avsr_tensor_grad(ctx, s->x); /* [N, D] */
+    if (s->dnnl && use_dnnl_backward(s->x, false)) {
+        avsr_dnnl_prim *p = sm_prim(ctx, true, s->logsm, s->N, s->D);
+        float *sx = NULL, *gx = p ? grad_dst(ctx, s->x, &sx) : NULL; /* [N, D] */
+        if (!gx)
+            return;
+        void *h[3] = {s->y->data, s->y->grad, sx ? sx : gx};
+        if (avsr_dnnl_exec(ctx, p, h) < 0)
+            return;
+        if (sx)
+            add_into(gx, sx, s->N * s->D);
+        return;
+    }
+    bool assign;
+    float *gx = grad_add_or_new(ctx, s->x, &assign); /* [N, D] */
     if (!gx)
         return;
     const float *y = avsr_f32(s->y), *gy = s->y->grad;
@@ -663,7 +1015,7 @@ static void softmax_backward(avsr_ctx *ctx, void *sv)
 #pragma omp parallel for schedule(static) if (nch > 1)
     for (int64_t k = 0; k < nch; k++) {
         int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
-        softmax_bwd_rows(y, gy, gx, r0, r1, D, logsm);
+        softmax_bwd_rows(y, gy, gx, r0, r1, D, logsm, assign);
     }
 }
 
@@ -720,16 +1072,26 @@ static avsr_tensor *softmax_common(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *m
             moff[r] = off;
         }
     }
+    int impl = norm_impl();
+    bool dnnl = !mb && N > 0 &&
+                (impl == IMPL_DNNL || (impl == IMPL_AUTO && x->numel >= SM_DNNL_MIN));
+    if (dnnl) {
+        avsr_dnnl_prim *p = sm_prim(ctx, false, logsm, N, D);
+        void *h[2] = {(void *)xd, yd};
+        if (!p || avsr_dnnl_exec(ctx, p, h) < 0)
+            return NULL;
+    } else {
 #pragma omp parallel for schedule(static) if (nch > 1)
-    for (int64_t k = 0; k < nch; k++) {
-        int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
-        softmax_rows(xd, yd, r0, r1, D, mb, moff ? moff + r0 : NULL, ms, logsm);
+        for (int64_t k = 0; k < nch; k++) {
+            int64_t r0 = k * rpc, r1 = r0 + rpc < N ? r0 + rpc : N;
+            softmax_rows(xd, yd, r0, r1, D, mb, moff ? moff + r0 : NULL, ms, logsm);
+        }
     }
     if (avsr_ctx_needs_grad(ctx, 1, &x)) {
         struct softmax_saved *s = avsr_tape_saved(ctx, sizeof *s);
         if (!s)
             return NULL;
-        *s = (struct softmax_saved){x, y, N, D, logsm};
+        *s = (struct softmax_saved){x, y, N, D, logsm, dnnl};
         y->flags |= AVSR_T_REQUIRES_GRAD;
         if (avsr_tape_record(ctx, softmax_backward, y, s) < 0)
             return NULL;
