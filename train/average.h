@@ -12,8 +12,9 @@
  * Streaming: only the safetensors headers are read whole; tensor data are
  * read with pread in chunks of AVSR_AVG_CHUNK elements, one input after the
  * other, and each averaged chunk is written out before the next is read.
- * Memory is therefore the headers plus about 17 x AVSR_AVG_CHUNK bytes
- * (one double accumulator and one input chunk), whatever the model size.
+ * Memory is therefore the parsed headers plus 32 x AVSR_AVG_CHUNK bytes
+ * (2 MiB: a double and a 128-bit integer accumulator and one input chunk),
+ * whatever the model size; one file descriptor per input stays open.
  * The headers are validated as avsr_st_open does (offsets in range, byte
  * counts, no overlaps, holes or trailing bytes), so a corrupt input is an
  * error message, never a crash.

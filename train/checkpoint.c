@@ -956,7 +956,9 @@ int avsr_ckpt_save(const char *stage_dir, avsr_params *p, const avsr_optim *opt,
         AVSR_NOMEM(err, strlen(stage_dir));
         goto out;
     }
-    if (mkdir_p(ckdir, err) < 0 || avsr_ckpt_clean(stage_dir, notes, err) < 0)
+    /* fsync the stage directory too: on the first save it gains ckpt/ */
+    if (mkdir_p(ckdir, err) < 0 || fsync_path(stage_dir, err) < 0 ||
+        avsr_ckpt_clean(stage_dir, notes, err) < 0)
         goto out;
     if (exists(fdone)) {
         avsr_error_set(err, AVSR_ERR_INVALID, "%s: a complete checkpoint of step %" PRId64
