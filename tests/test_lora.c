@@ -46,8 +46,6 @@ static void golden(avsr_ctx *ctx, avsr_st *st, const char *c)
 {
     char key[128];
     avsr_error err = {0};
-    int64_t meta[1];
-    (void)meta;
     avsr_tensor *W0 = tu_golden_tensor(st, (snprintf(key, sizeof key, "%s.W", c), key), false);
     avsr_tensor *A0 = tu_golden_tensor(st, (snprintf(key, sizeof key, "%s.A", c), key), false);
     int64_t out = W0->shape[0], in = W0->shape[1], r = A0->shape[0];
