@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lora.h"
 #include "ops.h"
 
 const char *avsr_nn_name(char *buf, const char *fmt, ...)
@@ -52,11 +53,14 @@ int avsr_nn_linear_init(avsr_nn_linear *m, avsr_params *p, const char *prefix, i
         return -1;
     if (bias && !(m->bias = add_param(p, prefix, "bias", 1, bs, AVSR_INIT_UNIFORM, bound, err)))
         return -1;
+    avsr_lora_note_linear(m); /* recorded if a LoRA set is tracking this thread */
     return 0;
 }
 
 avsr_tensor *avsr_nn_linear_forward(avsr_ctx *ctx, const avsr_nn_linear *m, avsr_tensor *x)
 {
+    if (m->lora)
+        return avsr_lora_linear_forward(ctx, m, x);
     return avsr_op_linear(ctx, x, m->weight, m->bias);
 }
 

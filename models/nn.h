@@ -28,10 +28,15 @@ extern "C" {
 /* snprintf into a name buffer of AVSR_NN_NAME_MAX bytes; returns buf. */
 const char *avsr_nn_name(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* y = x W^T + b; W [out, in], b [out] (torch.nn.Linear) */
+struct avsr_lora_adapter; /* models/lora.h */
+
+/* y = x W^T + b; W [out, in], b [out] (torch.nn.Linear). When lora is set
+ * (avsr_lora_attach, models/lora.h) the forward adds the low-rank update
+ * scale * (x A^T) B^T; model code calls avsr_nn_linear_forward either way. */
 typedef struct avsr_nn_linear {
     avsr_tensor *weight, *bias; /* bias NULL when bias = false */
     int64_t in, out;
+    const struct avsr_lora_adapter *lora; /* NULL: plain linear */
 } avsr_nn_linear;
 int avsr_nn_linear_init(avsr_nn_linear *m, avsr_params *p, const char *prefix, int64_t in,
                         int64_t out, bool bias, avsr_error *err);
