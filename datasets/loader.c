@@ -704,7 +704,7 @@ static batch_int *assemble(avsr_loader *l, int64_t step, avsr_error *err)
 
     int failed_at = -1;
     avsr_error e1 = {0};
-#pragma omp parallel for num_threads(l->threads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(l->threads) schedule(dynamic, 1) /* see prefetch_main */
     for (int64_t b = 0; b < n; b++) {
         int t = 0;
 #ifdef _OPENMP
@@ -735,6 +735,13 @@ static batch_int *assemble(avsr_loader *l, int64_t step, avsr_error *err)
 static void *prefetch_main(void *arg)
 {
     avsr_loader *l = arg;
+#ifdef _OPENMP
+    /* This thread's own ICV: the chain's inner `omp parallel` loops run on
+     * one thread here, so threads = 1 means one core and a sample's bits do
+     * not depend on OMP_NUM_THREADS (the batch team size comes from the
+     * num_threads clause below). */
+    omp_set_num_threads(1);
+#endif
     for (;;) {
         pthread_mutex_lock(&l->mu);
         while (!atomic_load(&l->stop) && l->qcount == l->depth)
