@@ -1,6 +1,8 @@
 /* attention: ESPnet multi-head attention (see attention.h). */
 #include "attention.h"
 
+#include "lora.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,6 +68,9 @@ int avsr_mha_init(avsr_mha *m, avsr_params *p, const char *prefix, const avsr_mh
         if (!(lin[i]->bias = param(p, prefix, leaf, 1, bs, AVSR_INIT_UNIFORM, bound, err)))
             return -1;
     }
+    /* let LoRA tracking see q/k/v like any other linear (models/lora.h) */
+    for (int i = 0; i < 3; i++)
+        avsr_lora_note_linear(lin[i]);
     char sub[AVSR_NN_NAME_MAX];
     if (avsr_nn_linear_init(&m->linear_out, p, avsr_nn_name(sub, "%s.linear_out", prefix), d, d,
                             true, err) < 0)
@@ -97,7 +102,8 @@ static bool contiguous3(const avsr_tensor *a, const avsr_tensor *b, const avsr_t
 
 bool avsr_mha_fused(const avsr_mha *m)
 {
-    return m->fuse_qkv &&
+    /* an adapter on q, k or v needs the separate products */
+    return m->fuse_qkv && !m->linear_q.lora && !m->linear_k.lora && !m->linear_v.lora &&
            contiguous3(m->linear_q.weight, m->linear_k.weight, m->linear_v.weight);
 }
 

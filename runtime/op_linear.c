@@ -35,6 +35,11 @@ static float *grad_target(avsr_ctx *ctx, avsr_tensor *t, bool *accumulate)
         *accumulate = true;
         return t->grad;
     }
+    if (t->flags & AVSR_T_OWNED) {
+        /* a heap tensor's gradient must outlive the step: zeroed on the heap */
+        *accumulate = true;
+        return avsr_tensor_grad(ctx, t);
+    }
     *accumulate = false;
     t->grad = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)t->numel);
     return t->grad;
