@@ -252,6 +252,18 @@ static AVSR_SIMD_CLONES void glu_fwd_kernel(const float *a, const float *b, floa
         y[i] = avsr_fn_glu(a[i], b[i]);
 }
 
+/* ga = gy * s, gb = gy * a * s (1 - s), s = sigmoid(b): a fresh gradient */
+static AVSR_SIMD_CLONES void glu_bwd_kernel_set(const float *a, const float *b, const float *gy,
+                                                float *ga, float *gb, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        float s = avsr_fn_sigmoid_v(b[i]);
+        ga[i] = gy[i] * s;
+        gb[i] = gy[i] * a[i] * avsr_fn_sigmoid_grad_y(s);
+    }
+}
+
 /* ga += gy * s, gb += gy * a * s (1 - s), s = sigmoid(b); either may be NULL */
 static AVSR_SIMD_CLONES void glu_bwd_kernel(const float *a, const float *b, const float *gy,
                                             float *ga, float *gb, int64_t n)
@@ -280,9 +292,13 @@ static void glu_backward(avsr_ctx *ctx, void *sv)
     struct glu_saved *s = sv;
     if (!avsr_tensor_requires_grad(s->x))
         return;
-    float *gx = avsr_tensor_grad(ctx, s->x); /* [outer, 2, half] */
+    /* a gradient that does not exist yet is written, not zeroed and added */
+    bool fresh = !s->x->grad && !(s->x->flags & AVSR_T_OWNED);
+    float *gx = fresh ? avsr_ctx_alloc(ctx, sizeof(float) * (size_t)s->x->numel)
+                      : avsr_tensor_grad(ctx, s->x); /* [outer, 2, half] */
     if (!gx)
         return;
+    s->x->grad = gx;
     const float *x = avsr_f32(s->x), *gy = s->y->grad; /* gy [outer, half] */
     int64_t outer = s->outer, half = s->half, per = (half + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (outer * half > 32768)
@@ -290,7 +306,10 @@ static void glu_backward(avsr_ctx *ctx, void *sv)
         int64_t o = k / per, j = (k % per) * CHUNK, m = half - j < CHUNK ? half - j : CHUNK;
         const float *xa = x + o * 2 * half + j;
         float *ga = gx + o * 2 * half + j;
-        glu_bwd_kernel(xa, xa + half, gy + o * half + j, ga, ga + half, m);
+        if (fresh)
+            glu_bwd_kernel_set(xa, xa + half, gy + o * half + j, ga, ga + half, m);
+        else
+            glu_bwd_kernel(xa, xa + half, gy + o * half + j, ga, ga + half, m);
     }
 }
 

@@ -1,6 +1,7 @@
 /* tape: recording and replaying backward functions (see tape.h). */
 #include "tape.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,14 +83,23 @@ int avsr_backward(avsr_ctx *ctx, avsr_tensor *loss, const float *seed)
                       (long long)loss->numel);
         return -1;
     }
-    float *g = avsr_tensor_grad(ctx, loss);
+    int64_t n = loss->numel;
+    bool fresh = !loss->grad && !(loss->flags & AVSR_T_OWNED);
+    float *g = fresh ? avsr_ctx_alloc(ctx, sizeof(float) * (size_t)n) : avsr_tensor_grad(ctx, loss);
     if (!g)
         return -1;
-    int64_t n = loss->numel;
-    if (seed) {
+    loss->grad = g;
+    if (seed && fresh) {
+        /* a fresh gradient is the seed itself: copy, no zeroing pass */
+#pragma omp parallel for schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++)
+            g[i] = seed[i];
+    } else if (seed) {
 #pragma omp parallel for schedule(static) if (n > 32768)
         for (int64_t i = 0; i < n; i++)
             g[i] += seed[i];
+    } else if (fresh) {
+        g[0] = 1.0f;
     } else {
         g[0] += 1.0f;
     }
