@@ -85,23 +85,26 @@ int avsr_backward(avsr_ctx *ctx, avsr_tensor *loss, const float *seed)
     }
     int64_t n = loss->numel;
     bool fresh = !loss->grad && !(loss->flags & AVSR_T_OWNED);
-    float *g = fresh ? avsr_ctx_alloc(ctx, sizeof(float) * (size_t)n) : avsr_tensor_grad(ctx, loss);
-    if (!g)
-        return -1;
-    loss->grad = g;
     if (seed && fresh) {
-        /* a fresh gradient is the seed itself: copy, no zeroing pass */
-#pragma omp parallel for schedule(static) if (n > 32768)
-        for (int64_t i = 0; i < n; i++)
-            g[i] = seed[i];
-    } else if (seed) {
-#pragma omp parallel for schedule(static) if (n > 32768)
-        for (int64_t i = 0; i < n; i++)
-            g[i] += seed[i];
-    } else if (fresh) {
-        g[0] = 1.0f;
+        /* The loss has no gradient yet: it IS the seed. Backward functions
+         * only read their output's gradient (they write their inputs'), so
+         * the caller's buffer is used in place, never written. */
+        loss->grad = (float *)seed;
     } else {
-        g[0] += 1.0f;
+        float *g = fresh ? avsr_ctx_alloc(ctx, sizeof(float) * (size_t)n)
+                         : avsr_tensor_grad(ctx, loss);
+        if (!g)
+            return -1;
+        loss->grad = g;
+        if (seed) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+            for (int64_t i = 0; i < n; i++)
+                g[i] += seed[i];
+        } else if (fresh) {
+            g[0] = 1.0f;
+        } else {
+            g[0] += 1.0f;
+        }
     }
     struct avsr_tape *t = ctx->tape;
     for (int i = t->n - 1; i >= 0; i--) {

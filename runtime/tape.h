@@ -27,7 +27,9 @@ int avsr_tape_record(avsr_ctx *ctx, avsr_backward_fn fn, avsr_tensor *out, void 
 void *avsr_tape_saved(avsr_ctx *ctx, size_t bytes);
 
 /* Backpropagate from a scalar loss (numel 1). With seed != NULL the loss may
- * have any shape and seed is dL/dloss (numel floats). Returns 0 or -1. */
+ * have any shape and seed is dL/dloss (numel floats); when the loss has no
+ * gradient yet, seed becomes its gradient buffer without a copy (it is read,
+ * never written, and must stay valid until the step's reset). Returns 0 or -1. */
 int avsr_backward(avsr_ctx *ctx, avsr_tensor *loss, const float *seed);
 
 /* Entries recorded since the last reset (for tests and debugging). */
