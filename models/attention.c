@@ -11,18 +11,6 @@
 #include "ops.h"
 
 /* Record a model-level error in the context (first one wins); NULL. */
-static void *mfail(avsr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void *mfail(avsr_ctx *ctx, const char *fmt, ...)
-{
-    if (!avsr_ctx_failed(ctx)) {
-        va_list ap;
-        va_start(ap, fmt);
-        avsr_error_setv(avsr_ctx_error(ctx), AVSR_ERR_INVALID, fmt, ap);
-        va_end(ap);
-    }
-    return NULL;
-}
-
 static avsr_tensor *param(avsr_params *p, const char *prefix, const char *leaf, int ndim,
                           const int64_t *shape, avsr_init_kind init, float a, avsr_error *err)
 {
@@ -131,7 +119,7 @@ static avsr_tensor *chunk_view(avsr_ctx *ctx, avsr_tensor *t, int k, int n, int 
     int64_t len = t->numel / n;
     avsr_tensor *v = avsr_tensor_wrap(ctx, AVSR_F32, ndim, shape, avsr_f32(t) + k * len);
     if (!v || v->numel != len)
-        return mfail(ctx, "attention: internal chunk view of %lld elements", (long long)len);
+        return avsr_ctx_fail(ctx, "attention: internal chunk view of %lld elements", (long long)len);
     if (avsr_tensor_requires_grad(t)) {
         float *g = avsr_tensor_grad(ctx, t);
         if (!g)
@@ -203,7 +191,7 @@ static avsr_tensor *mask4(avsr_ctx *ctx, avsr_tensor *mask, int64_t B, int64_t T
     if (mask->ndim != 3 || (mask->shape[0] != 1 && mask->shape[0] != B) ||
         (mask->shape[1] != 1 && mask->shape[1] != Tq) || mask->shape[2] != Tk) {
         char b[96];
-        return mfail(ctx,
+        return avsr_ctx_fail(ctx,
                      "attention: mask: got %s, expected [%lld or 1, %lld or 1, %lld] "
                      "(batch, queries, keys)",
                      avsr_shape_str(mask, b, sizeof b), (long long)B, (long long)Tq,
@@ -233,7 +221,7 @@ static bool check_in(avsr_ctx *ctx, const avsr_mha *m, const char *what, avsr_te
     if (t->ndim == 3 && t->shape[2] == m->d && t->dtype == AVSR_F32)
         return true;
     char b[96];
-    mfail(ctx, "attention: %s: got %s, expected [B, T, %lld] f32", what,
+    avsr_ctx_fail(ctx, "attention: %s: got %s, expected [B, T, %lld] f32", what,
           avsr_shape_str(t, b, sizeof b), (long long)m->d);
     return false;
 }
@@ -245,14 +233,14 @@ avsr_tensor *avsr_mha_forward(avsr_ctx *ctx, const avsr_mha *m, avsr_tensor *que
     if (!query || !key || !value || avsr_ctx_failed(ctx))
         return NULL;
     if (m->rel_pos)
-        return mfail(ctx, "attention: relative-position module called without pos_emb "
+        return avsr_ctx_fail(ctx, "attention: relative-position module called without pos_emb "
                           "(use avsr_mha_rel_forward)");
     if (!check_in(ctx, m, "query", query) || !check_in(ctx, m, "key", key) ||
         !check_in(ctx, m, "value", value))
         return NULL;
     if (key->shape[0] != query->shape[0] || value->shape[0] != query->shape[0] ||
         value->shape[1] != key->shape[1])
-        return mfail(ctx, "attention: batch/length mismatch: query [%lld, %lld], key [%lld, "
+        return avsr_ctx_fail(ctx, "attention: batch/length mismatch: query [%lld, %lld], key [%lld, "
                           "%lld], value [%lld, %lld]",
                      (long long)query->shape[0], (long long)query->shape[1],
                      (long long)key->shape[0], (long long)key->shape[1],
@@ -271,14 +259,14 @@ avsr_tensor *avsr_mha_rel_forward(avsr_ctx *ctx, const avsr_mha *m, avsr_tensor 
     if (!x || !pos_emb || avsr_ctx_failed(ctx))
         return NULL;
     if (!m->rel_pos)
-        return mfail(ctx, "attention: avsr_mha_rel_forward on a module without rel_pos");
+        return avsr_ctx_fail(ctx, "attention: avsr_mha_rel_forward on a module without rel_pos");
     if (!check_in(ctx, m, "x", x))
         return NULL;
     int64_t B = x->shape[0], T = x->shape[1];
     if (pos_emb->ndim != 3 || pos_emb->shape[0] != 1 || pos_emb->shape[1] != 2 * T - 1 ||
         pos_emb->shape[2] != m->d) {
         char b[96];
-        return mfail(ctx, "attention: pos_emb: got %s, expected [1, %lld, %lld]",
+        return avsr_ctx_fail(ctx, "attention: pos_emb: got %s, expected [1, %lld, %lld]",
                      avsr_shape_str(pos_emb, b, sizeof b), (long long)(2 * T - 1),
                      (long long)m->d);
     }
@@ -317,7 +305,7 @@ avsr_tensor *avsr_pad_mask(avsr_ctx *ctx, int64_t B, int64_t T, const int64_t *l
     for (int64_t b = 0; b < B; b++) {
         int64_t len = lengths ? lengths[b] : T;
         if (len < 0 || len > T)
-            return mfail(ctx, "pad mask: lengths[%lld] = %lld outside [0, %lld]", (long long)b,
+            return avsr_ctx_fail(ctx, "pad mask: lengths[%lld] = %lld outside [0, %lld]", (long long)b,
                          (long long)len, (long long)T);
         for (int64_t t = 0; t < T; t++)
             d[b * T + t] = t < len;
@@ -330,7 +318,7 @@ avsr_tensor *avsr_causal_mask(avsr_ctx *ctx, int64_t Tq, int64_t Tk)
     if (avsr_ctx_failed(ctx))
         return NULL;
     if (Tq < 0 || Tq > Tk)
-        return mfail(ctx, "causal mask: %lld queries over %lld keys", (long long)Tq,
+        return avsr_ctx_fail(ctx, "causal mask: %lld queries over %lld keys", (long long)Tq,
                      (long long)Tk);
     int64_t s[3] = {1, Tq, Tk};
     avsr_tensor *m = avsr_tensor_new(ctx, AVSR_U8, 3, s);

@@ -9,18 +9,6 @@
 
 #include "ops.h"
 
-static void *mfail(avsr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void *mfail(avsr_ctx *ctx, const char *fmt, ...)
-{
-    if (!avsr_ctx_failed(ctx)) {
-        va_list ap;
-        va_start(ap, fmt);
-        avsr_error_setv(avsr_ctx_error(ctx), AVSR_ERR_INVALID, fmt, ap);
-        va_end(ap);
-    }
-    return NULL;
-}
-
 /* "prefix.leaf", or "leaf" for an empty prefix */
 static const char *sub(char *buf, const char *prefix, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -268,9 +256,9 @@ avsr_tensor *avsr_conformer_layer_forward(avsr_ctx *ctx, const avsr_conformer_en
     if (!x || avsr_ctx_failed(ctx))
         return NULL;
     if (layer < 0 || layer >= enc->cfg.layers)
-        return mfail(ctx, "conformer layer: index %d outside [0, %d)", layer, enc->cfg.layers);
+        return avsr_ctx_fail(ctx, "conformer layer: index %d outside [0, %d)", layer, enc->cfg.layers);
     if (x->ndim != 3 || x->shape[2] != enc->cfg.d_model)
-        return mfail(ctx, "conformer layer: x: expected [B, T, %lld]",
+        return avsr_ctx_fail(ctx, "conformer layer: x: expected [B, T, %lld]",
                      (long long)enc->cfg.d_model);
     pad_info pi;
     int64_t B = x->shape[0], T = x->shape[1];
@@ -278,7 +266,7 @@ avsr_tensor *avsr_conformer_layer_forward(avsr_ctx *ctx, const avsr_conformer_en
         memset(&pi, 0, sizeof pi);
         if (mask->ndim != 3 || mask->shape[0] != B || mask->shape[1] != 1 || mask->shape[2] != T ||
             mask->dtype != AVSR_U8)
-            return mfail(ctx, "conformer layer: mask: expected U8 [%lld, 1, %lld]",
+            return avsr_ctx_fail(ctx, "conformer layer: mask: expected U8 [%lld, 1, %lld]",
                          (long long)B, (long long)T);
         int64_t *len = avsr_ctx_alloc(ctx, sizeof *len * (size_t)B);
         if (!len)
@@ -306,7 +294,7 @@ avsr_tensor *avsr_conformer_encoder_forward(avsr_ctx *ctx, const avsr_conformer_
     int64_t in = c->idim > 0 ? c->idim : c->d_model;
     if (x->ndim != 3 || x->shape[2] != in || x->dtype != AVSR_F32) {
         char b[96];
-        return mfail(ctx, "conformer encoder: x: got %s, expected [B, T, %lld] f32",
+        return avsr_ctx_fail(ctx, "conformer encoder: x: got %s, expected [B, T, %lld] f32",
                      avsr_shape_str(x, b, sizeof b), (long long)in);
     }
     int64_t B = x->shape[0], T = x->shape[1], d = c->d_model;

@@ -9,18 +9,6 @@
 
 #include "ops.h"
 
-static void *mfail(avsr_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void *mfail(avsr_ctx *ctx, const char *fmt, ...)
-{
-    if (!avsr_ctx_failed(ctx)) {
-        va_list ap;
-        va_start(ap, fmt);
-        avsr_error_setv(avsr_ctx_error(ctx), AVSR_ERR_INVALID, fmt, ap);
-        va_end(ap);
-    }
-    return NULL;
-}
-
 static const char *sub(char *buf, const char *prefix, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static const char *sub(char *buf, const char *prefix, const char *fmt, ...)
@@ -130,7 +118,7 @@ int avsr_decoder_make_inputs(avsr_ctx *ctx, avsr_tensor *ys, int64_t sos, int64_
         return -1;
     if (ys->ndim != 2 || (ys->dtype != AVSR_I64 && ys->dtype != AVSR_I32)) {
         char b[96];
-        mfail(ctx, "decoder make_inputs: ys: got %s %s, expected [B, L] I64 or I32",
+        avsr_ctx_fail(ctx, "decoder make_inputs: ys: got %s %s, expected [B, L] I64 or I32",
               avsr_shape_str(ys, b, sizeof b), avsr_dtype_name(ys->dtype));
         return -1;
     }
@@ -177,11 +165,11 @@ static avsr_tensor *embed(avsr_ctx *ctx, const avsr_decoder *dec, avsr_tensor *y
     const avsr_decoder_cfg *c = &dec->cfg;
     if (ys->ndim != 2 || (ys->dtype != AVSR_I64 && ys->dtype != AVSR_I32)) {
         char b[96];
-        return mfail(ctx, "decoder: ys: got %s %s, expected [B, L] I64 or I32",
+        return avsr_ctx_fail(ctx, "decoder: ys: got %s %s, expected [B, L] I64 or I32",
                      avsr_shape_str(ys, b, sizeof b), avsr_dtype_name(ys->dtype));
     }
     if (ys->shape[1] < 1)
-        return mfail(ctx, "decoder: ys: empty sequence");
+        return avsr_ctx_fail(ctx, "decoder: ys: empty sequence");
     avsr_tensor *x = avsr_nn_embedding_forward(ctx, &dec->embed, ys);
     x = avsr_op_add(ctx, avsr_op_scale(ctx, x, sqrtf((float)c->d_model)),
                     avsr_op_sinusoid_positions(ctx, ys->shape[1], c->d_model));
@@ -222,7 +210,7 @@ static bool check_memory(avsr_ctx *ctx, const avsr_decoder *dec, avsr_tensor *me
         memory->dtype == AVSR_F32)
         return true;
     char b[96];
-    mfail(ctx, "decoder: memory: got %s, expected [%lld, S, %lld] f32",
+    avsr_ctx_fail(ctx, "decoder: memory: got %s, expected [%lld, S, %lld] f32",
           avsr_shape_str(memory, b, sizeof b), (long long)N, (long long)dec->cfg.d_model);
     return false;
 }
@@ -334,12 +322,12 @@ avsr_tensor *avsr_decoder_step(avsr_ctx *ctx, const avsr_decoder *dec, avsr_deco
     int64_t N = ys_prefix->shape[0], l = ys_prefix->shape[1], d = dec->cfg.d_model;
     int64_t l0 = cache->len;
     if (cache->layers != dec->cfg.layers || cache->d != d)
-        return mfail(ctx, "decoder step: cache made for another decoder");
+        return avsr_ctx_fail(ctx, "decoder step: cache made for another decoder");
     if (l0 > 0 && cache->n != N)
-        return mfail(ctx, "decoder step: cache holds %lld prefixes, ys_prefix has %lld",
+        return avsr_ctx_fail(ctx, "decoder step: cache holds %lld prefixes, ys_prefix has %lld",
                      (long long)cache->n, (long long)N);
     if (l0 >= l)
-        return mfail(ctx, "decoder step: cache already holds %lld positions, ys_prefix has %lld",
+        return avsr_ctx_fail(ctx, "decoder step: cache already holds %lld positions, ys_prefix has %lld",
                      (long long)l0, (long long)l);
     if (!check_memory(ctx, dec, memory, N))
         return NULL;
