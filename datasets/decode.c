@@ -92,6 +92,12 @@ static int vframe(vstate *v, const AVFrame *f, avsr_error *err)
                               f->width, f->height,
                               av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format)
                                                              : "?");
+    if (f->color_range == AVCOL_RANGE_JPEG) {
+        /* a full-range YUV source: keep its levels (swscale would otherwise
+         * treat YUV as limited range and stretch 16..235 to 0..255) */
+        const int *cs = sws_getCoefficients(SWS_CS_DEFAULT);
+        sws_setColorspaceDetails(v->sws, cs, 1, cs, 1, 0, 1 << 16, 1 << 16);
+    }
     uint8_t *dst[4] = {v->prev, NULL, NULL, NULL};
     int dst_stride[4] = {v->ow, 0, 0, 0};
     if (AVSR_AV(err, sws_scale(v->sws, (const uint8_t *const *)f->data, f->linesize, 0,

@@ -126,6 +126,9 @@ int avsr_video_write(const char *path, avsr_video_format fmt, const uint8_t *fra
         c->gop_size = 1;
     } else {
         c->pix_fmt = AV_PIX_FMT_YUV420P;
+        /* our gray levels are full range (0..255): say so in the stream, or
+         * decoders expand them as if they were limited (16..235) */
+        c->color_range = AVCOL_RANGE_JPEG;
         c->gop_size = 2 * fps;
         c->max_b_frames = 0;
         if (codec->id == AV_CODEC_ID_H264) {
@@ -165,6 +168,7 @@ int avsr_video_write(const char *path, avsr_video_format fmt, const uint8_t *fra
         goto done;
     }
     fr->format = c->pix_fmt;
+    fr->color_range = c->color_range;
     fr->width = w;
     fr->height = h;
     ret = av_frame_get_buffer(fr, 0);
