@@ -9,21 +9,6 @@
 
 #include "ops.h"
 
-/* "prefix.leaf", or "leaf" for an empty prefix */
-static const char *sub(char *buf, const char *prefix, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static const char *sub(char *buf, const char *prefix, const char *fmt, ...)
-{
-    char leaf[AVSR_NN_NAME_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(leaf, sizeof leaf, fmt, ap);
-    va_end(ap);
-    if (prefix && *prefix)
-        return avsr_nn_name(buf, "%s.%s", prefix, leaf);
-    return avsr_nn_name(buf, "%s", leaf);
-}
-
 void avsr_conformer_cfg_default(avsr_conformer_cfg *c, int64_t idim, int64_t d_model, int heads,
                                 int64_t ffn, int layers)
 {
@@ -59,8 +44,8 @@ int avsr_ffn_init(avsr_ffn *f, avsr_params *p, const char *prefix, int64_t d, in
                   avsr_error *err)
 {
     char n[AVSR_NN_NAME_MAX];
-    if (avsr_nn_linear_init(&f->w_1, p, sub(n, prefix, "w_1"), d, hidden, true, err) < 0 ||
-        avsr_nn_linear_init(&f->w_2, p, sub(n, prefix, "w_2"), hidden, d, true, err) < 0)
+    if (avsr_nn_linear_init(&f->w_1, p, avsr_nn_sub(n, prefix, "w_1"), d, hidden, true, err) < 0 ||
+        avsr_nn_linear_init(&f->w_2, p, avsr_nn_sub(n, prefix, "w_2"), hidden, d, true, err) < 0)
         return -1;
     return 0;
 }
@@ -78,13 +63,13 @@ static int conv_module_init(avsr_conv_module *c, avsr_params *p, const char *pre
 {
     char n[AVSR_NN_NAME_MAX];
     int k1 = 1, pad = (kernel - 1) / 2;
-    if (avsr_nn_conv_init(&c->pointwise_conv1, p, sub(n, prefix, "pointwise_conv1"), 1, C, 2 * C,
+    if (avsr_nn_conv_init(&c->pointwise_conv1, p, avsr_nn_sub(n, prefix, "pointwise_conv1"), 1, C, 2 * C,
                           &k1, NULL, NULL, NULL, 1, true, err) < 0 ||
-        avsr_nn_conv_init(&c->depthwise_conv, p, sub(n, prefix, "depthwise_conv"), 1, C, C,
+        avsr_nn_conv_init(&c->depthwise_conv, p, avsr_nn_sub(n, prefix, "depthwise_conv"), 1, C, C,
                           &kernel, NULL, &pad, NULL, (int)C, true, err) < 0 ||
-        avsr_nn_batch_norm_init(&c->norm, p, sub(n, prefix, "norm"), C, bn_eps, bn_momentum,
+        avsr_nn_batch_norm_init(&c->norm, p, avsr_nn_sub(n, prefix, "norm"), C, bn_eps, bn_momentum,
                                 err) < 0 ||
-        avsr_nn_conv_init(&c->pointwise_conv2, p, sub(n, prefix, "pointwise_conv2"), 1, C, C, &k1,
+        avsr_nn_conv_init(&c->pointwise_conv2, p, avsr_nn_sub(n, prefix, "pointwise_conv2"), 1, C, C, &k1,
                           NULL, NULL, NULL, 1, true, err) < 0)
         return -1;
     return 0;
@@ -125,27 +110,27 @@ static int layer_init(avsr_conformer_layer *l, avsr_params *p, const char *prefi
                        .dropout = cfg->attn_dropout,
                        .rel_pos = cfg->rel_pos,
                        .fuse_qkv = cfg->fuse_qkv};
-    if (avsr_mha_init(&l->self_attn, p, sub(n, prefix, "self_attn"), &mc, err) < 0 ||
-        avsr_ffn_init(&l->feed_forward, p, sub(n, prefix, "feed_forward"), d, cfg->ffn, err) < 0)
+    if (avsr_mha_init(&l->self_attn, p, avsr_nn_sub(n, prefix, "self_attn"), &mc, err) < 0 ||
+        avsr_ffn_init(&l->feed_forward, p, avsr_nn_sub(n, prefix, "feed_forward"), d, cfg->ffn, err) < 0)
         return -1;
     if (cfg->macaron &&
-        avsr_ffn_init(&l->feed_forward_macaron, p, sub(n, prefix, "feed_forward_macaron"), d,
+        avsr_ffn_init(&l->feed_forward_macaron, p, avsr_nn_sub(n, prefix, "feed_forward_macaron"), d,
                       cfg->ffn, err) < 0)
         return -1;
-    if (cfg->use_conv && conv_module_init(&l->conv_module, p, sub(n, prefix, "conv_module"), d,
+    if (cfg->use_conv && conv_module_init(&l->conv_module, p, avsr_nn_sub(n, prefix, "conv_module"), d,
                                           cfg->kernel, cfg->bn_eps, cfg->bn_momentum, err) < 0)
         return -1;
-    if (avsr_nn_layer_norm_init(&l->norm_ff, p, sub(n, prefix, "norm_ff"), d, cfg->eps, err) < 0 ||
-        avsr_nn_layer_norm_init(&l->norm_mha, p, sub(n, prefix, "norm_mha"), d, cfg->eps, err) < 0)
+    if (avsr_nn_layer_norm_init(&l->norm_ff, p, avsr_nn_sub(n, prefix, "norm_ff"), d, cfg->eps, err) < 0 ||
+        avsr_nn_layer_norm_init(&l->norm_mha, p, avsr_nn_sub(n, prefix, "norm_mha"), d, cfg->eps, err) < 0)
         return -1;
     if (cfg->macaron && avsr_nn_layer_norm_init(&l->norm_ff_macaron, p,
-                                                sub(n, prefix, "norm_ff_macaron"), d, cfg->eps,
+                                                avsr_nn_sub(n, prefix, "norm_ff_macaron"), d, cfg->eps,
                                                 err) < 0)
         return -1;
     if (cfg->use_conv &&
-        (avsr_nn_layer_norm_init(&l->norm_conv, p, sub(n, prefix, "norm_conv"), d, cfg->eps,
+        (avsr_nn_layer_norm_init(&l->norm_conv, p, avsr_nn_sub(n, prefix, "norm_conv"), d, cfg->eps,
                                  err) < 0 ||
-         avsr_nn_layer_norm_init(&l->norm_final, p, sub(n, prefix, "norm_final"), d, cfg->eps,
+         avsr_nn_layer_norm_init(&l->norm_final, p, avsr_nn_sub(n, prefix, "norm_final"), d, cfg->eps,
                                  err) < 0))
         return -1;
     return 0;
@@ -164,7 +149,7 @@ int avsr_conformer_encoder_init(avsr_conformer_encoder *enc, avsr_params *p, con
                               (long long)cfg->idim, cfg->kernel);
     enc->cfg = *cfg;
     char n[AVSR_NN_NAME_MAX];
-    if (cfg->idim > 0 && avsr_nn_linear_init(&enc->embed, p, sub(n, prefix, "embed.0"), cfg->idim,
+    if (cfg->idim > 0 && avsr_nn_linear_init(&enc->embed, p, avsr_nn_sub(n, prefix, "embed.0"), cfg->idim,
                                              cfg->d_model, true, err) < 0)
         return -1;
     if (cfg->layers > 0) {
@@ -173,9 +158,9 @@ int avsr_conformer_encoder_init(avsr_conformer_encoder *enc, avsr_params *p, con
             return AVSR_NOMEM(err, sizeof *enc->layers * (size_t)cfg->layers);
     }
     for (int i = 0; i < cfg->layers; i++)
-        if (layer_init(&enc->layers[i], p, sub(n, prefix, "encoders.%d", i), cfg, err) < 0)
+        if (layer_init(&enc->layers[i], p, avsr_nn_sub(n, prefix, "encoders.%d", i), cfg, err) < 0)
             return -1;
-    return avsr_nn_layer_norm_init(&enc->after_norm, p, sub(n, prefix, "after_norm"),
+    return avsr_nn_layer_norm_init(&enc->after_norm, p, avsr_nn_sub(n, prefix, "after_norm"),
                                    cfg->d_model, cfg->eps, err);
 }
 

@@ -9,20 +9,6 @@
 
 #include "ops.h"
 
-static const char *sub(char *buf, const char *prefix, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static const char *sub(char *buf, const char *prefix, const char *fmt, ...)
-{
-    char leaf[AVSR_NN_NAME_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(leaf, sizeof leaf, fmt, ap);
-    va_end(ap);
-    if (prefix && *prefix)
-        return avsr_nn_name(buf, "%s.%s", prefix, leaf);
-    return avsr_nn_name(buf, "%s", leaf);
-}
-
 void avsr_decoder_cfg_default(avsr_decoder_cfg *c, int64_t vocab, int64_t d_model, int heads,
                               int64_t ffn, int layers)
 {
@@ -56,7 +42,7 @@ int avsr_decoder_init(avsr_decoder *dec, avsr_params *p, const char *prefix,
     dec->cfg = *cfg;
     int64_t d = cfg->d_model;
     char n[AVSR_NN_NAME_MAX];
-    if (avsr_nn_embedding_init(&dec->embed, p, sub(n, prefix, "embed.0"), cfg->vocab, d, -1,
+    if (avsr_nn_embedding_init(&dec->embed, p, avsr_nn_sub(n, prefix, "embed.0"), cfg->vocab, d, -1,
                                err) < 0)
         return -1;
     if (cfg->layers > 0) {
@@ -74,23 +60,23 @@ int avsr_decoder_init(avsr_decoder *dec, avsr_params *p, const char *prefix,
                            .heads = cfg->heads,
                            .dropout = cfg->src_attn_dropout,
                            .fuse_qkv = cfg->fuse_qkv};
-        if (avsr_mha_init(&l->self_attn, p, sub(n, prefix, "decoders.%d.self_attn", i), &sa,
+        if (avsr_mha_init(&l->self_attn, p, avsr_nn_sub(n, prefix, "decoders.%d.self_attn", i), &sa,
                           err) < 0 ||
-            avsr_mha_init(&l->src_attn, p, sub(n, prefix, "decoders.%d.src_attn", i), &ca, err) <
+            avsr_mha_init(&l->src_attn, p, avsr_nn_sub(n, prefix, "decoders.%d.src_attn", i), &ca, err) <
                 0 ||
-            avsr_ffn_init(&l->feed_forward, p, sub(n, prefix, "decoders.%d.feed_forward", i), d,
+            avsr_ffn_init(&l->feed_forward, p, avsr_nn_sub(n, prefix, "decoders.%d.feed_forward", i), d,
                           cfg->ffn, err) < 0 ||
-            avsr_nn_layer_norm_init(&l->norm1, p, sub(n, prefix, "decoders.%d.norm1", i), d,
+            avsr_nn_layer_norm_init(&l->norm1, p, avsr_nn_sub(n, prefix, "decoders.%d.norm1", i), d,
                                     cfg->eps, err) < 0 ||
-            avsr_nn_layer_norm_init(&l->norm2, p, sub(n, prefix, "decoders.%d.norm2", i), d,
+            avsr_nn_layer_norm_init(&l->norm2, p, avsr_nn_sub(n, prefix, "decoders.%d.norm2", i), d,
                                     cfg->eps, err) < 0 ||
-            avsr_nn_layer_norm_init(&l->norm3, p, sub(n, prefix, "decoders.%d.norm3", i), d,
+            avsr_nn_layer_norm_init(&l->norm3, p, avsr_nn_sub(n, prefix, "decoders.%d.norm3", i), d,
                                     cfg->eps, err) < 0)
             return -1;
     }
-    if (avsr_nn_layer_norm_init(&dec->after_norm, p, sub(n, prefix, "after_norm"), d, cfg->eps,
+    if (avsr_nn_layer_norm_init(&dec->after_norm, p, avsr_nn_sub(n, prefix, "after_norm"), d, cfg->eps,
                                 err) < 0 ||
-        avsr_nn_linear_init(&dec->output_layer, p, sub(n, prefix, "output_layer"), d, cfg->vocab,
+        avsr_nn_linear_init(&dec->output_layer, p, avsr_nn_sub(n, prefix, "output_layer"), d, cfg->vocab,
                             true, err) < 0)
         return -1;
     return 0;

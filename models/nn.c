@@ -18,6 +18,18 @@ const char *avsr_nn_name(char *buf, const char *fmt, ...)
     return buf;
 }
 
+const char *avsr_nn_sub(char *buf, const char *prefix, const char *fmt, ...)
+{
+    char leaf[AVSR_NN_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(leaf, sizeof leaf, fmt, ap);
+    va_end(ap);
+    if (prefix && *prefix)
+        return avsr_nn_name(buf, "%s.%s", prefix, leaf);
+    return avsr_nn_name(buf, "%s", leaf);
+}
+
 static avsr_tensor *add_param(avsr_params *p, const char *prefix, const char *leaf, int ndim,
                               const int64_t *shape, avsr_init_kind init, float a, avsr_error *err)
 {

@@ -27,6 +27,10 @@ extern "C" {
 
 /* snprintf into a name buffer of AVSR_NN_NAME_MAX bytes; returns buf. */
 const char *avsr_nn_name(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "prefix.<leaf>" with the leaf formatted from fmt, or just "<leaf>" when
+ * prefix is NULL or empty; into buf (AVSR_NN_NAME_MAX bytes); returns buf. */
+const char *avsr_nn_sub(char *buf, const char *prefix, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 struct avsr_lora_adapter; /* models/lora.h */
 

@@ -20,11 +20,7 @@ const char *avsr_fe_act_name(avsr_fe_act a)
 
 const char *avsr_fe_join(char *buf, const char *prefix, const char *leaf)
 {
-    if (prefix && *prefix)
-        snprintf(buf, AVSR_NN_NAME_MAX, "%s.%s", prefix, leaf);
-    else
-        snprintf(buf, AVSR_NN_NAME_MAX, "%s", leaf);
-    return buf;
+    return avsr_nn_sub(buf, prefix, "%s", leaf);
 }
 
 avsr_tensor *avsr_fe_prelu_init(avsr_params *p, const char *prefix, const char *leaf, int64_t n,
