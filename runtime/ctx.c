@@ -231,3 +231,12 @@ float *avsr_tensor_grad(avsr_ctx *ctx, avsr_tensor *t)
     }
     return t->grad;
 }
+
+float *avsr_tensor_grad_out(avsr_ctx *ctx, avsr_tensor *t, bool *accumulate)
+{
+    *accumulate = t->grad || (t->flags & AVSR_T_OWNED);
+    if (*accumulate)
+        return avsr_tensor_grad(ctx, t);
+    t->grad = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+    return t->grad;
+}

@@ -90,6 +90,11 @@ avsr_tensor *avsr_tensor_wrap(avsr_ctx *ctx, avsr_dtype dtype, int ndim, const i
 /* The gradient buffer of t, allocated (zeroed) on first use: in the arena for
  * activations, on the heap for tensors made by avsr_tensor_create. */
 float *avsr_tensor_grad(avsr_ctx *ctx, avsr_tensor *t);
+/* The buffer a backward kernel puts t's gradient into. When t has no
+ * gradient yet (and is an arena tensor), a new UNINITIALISED buffer that the
+ * kernel must write (= ) with *accumulate = false, which saves zeroing it;
+ * otherwise the existing (or zeroed heap) gradient, *accumulate = true. */
+float *avsr_tensor_grad_out(avsr_ctx *ctx, avsr_tensor *t, bool *accumulate);
 
 int avsr_ctx_threads(const avsr_ctx *ctx);
 

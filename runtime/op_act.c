@@ -293,12 +293,11 @@ static void glu_backward(avsr_ctx *ctx, void *sv)
     if (!avsr_tensor_requires_grad(s->x))
         return;
     /* a gradient that does not exist yet is written, not zeroed and added */
-    bool fresh = !s->x->grad && !(s->x->flags & AVSR_T_OWNED);
-    float *gx = fresh ? avsr_ctx_alloc(ctx, sizeof(float) * (size_t)s->x->numel)
-                      : avsr_tensor_grad(ctx, s->x); /* [outer, 2, half] */
+    bool accumulate;
+    float *gx = avsr_tensor_grad_out(ctx, s->x, &accumulate); /* [outer, 2, half] */
     if (!gx)
         return;
-    s->x->grad = gx;
+    bool fresh = !accumulate;
     const float *x = avsr_f32(s->x), *gy = s->y->grad; /* gy [outer, half] */
     int64_t outer = s->outer, half = s->half, per = (half + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (outer * half > 32768)

@@ -26,25 +26,6 @@ const char *avsr_act_name(avsr_act_kind act)
     return "unknown";
 }
 
-/* Gradient buffer of t to write into. A buffer that already exists is
- * accumulated into (*accumulate = true); a missing one is allocated
- * uninitialised and written (*accumulate = false), which saves zeroing it. */
-static float *grad_target(avsr_ctx *ctx, avsr_tensor *t, bool *accumulate)
-{
-    if (t->grad) {
-        *accumulate = true;
-        return t->grad;
-    }
-    if (t->flags & AVSR_T_OWNED) {
-        /* a heap tensor's gradient must outlive the step: zeroed on the heap */
-        *accumulate = true;
-        return avsr_tensor_grad(ctx, t);
-    }
-    *accumulate = false;
-    t->grad = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)t->numel);
-    return t->grad;
-}
-
 static int check_f32(avsr_ctx *ctx, const char *op, const char *arg, const avsr_tensor *t)
 {
     if (t->dtype != AVSR_F32) {
@@ -148,7 +129,7 @@ static void linear_backward(avsr_ctx *ctx, void *sv)
     }
     if (avsr_tensor_requires_grad(s->x)) {
         bool acc;
-        float *dx = grad_target(ctx, s->x, &acc); /* [M, K] */
+        float *dx = avsr_tensor_grad_out(ctx, s->x, &acc); /* [M, K] */
         if (!dx)
             return;
         /* dx[M, K] (+)= dz[M, N] . w[N, K] */
@@ -159,7 +140,7 @@ static void linear_backward(avsr_ctx *ctx, void *sv)
     }
     if (avsr_tensor_requires_grad(s->w)) {
         bool acc;
-        float *dw = grad_target(ctx, s->w, &acc); /* [N, K] */
+        float *dw = avsr_tensor_grad_out(ctx, s->w, &acc); /* [N, K] */
         if (!dw)
             return;
         /* dw[N, K] (+)= dz^T[N, M] . x[M, K]; dz^T is a strided view */
@@ -267,7 +248,7 @@ static void matmul_backward(avsr_ctx *ctx, void *sv)
     const float *A = avsr_f32(s->a), *B = avsr_f32(s->b);
     bool acc;
     if (avsr_tensor_requires_grad(s->a)) {
-        float *da = grad_target(ctx, s->a, &acc);
+        float *da = avsr_tensor_grad_out(ctx, s->a, &acc);
         if (!da)
             return;
         avsr_lin_gemm g = {.alpha = s->alpha, .accumulate = acc, .c = da};
@@ -298,7 +279,7 @@ static void matmul_backward(avsr_ctx *ctx, void *sv)
             return;
     }
     if (avsr_tensor_requires_grad(s->b)) {
-        float *db = grad_target(ctx, s->b, &acc);
+        float *db = avsr_tensor_grad_out(ctx, s->b, &acc);
         if (!db)
             return;
         avsr_lin_gemm g = {.alpha = s->alpha, .accumulate = acc, .c = db};

@@ -111,19 +111,6 @@ static float *grad_dst(avsr_ctx *ctx, avsr_tensor *t, float **scratch)
     return *scratch ? t->grad : NULL;
 }
 
-/* Gradient buffer of t for a kernel that can add into it or write it: the
- * existing one (*assign = false), or a new uninitialised arena buffer that
- * the kernel writes (*assign = true), which saves zeroing it. Heap tensors
- * get their gradient from avsr_tensor_grad (zeroed heap memory). */
-static float *grad_add_or_new(avsr_ctx *ctx, avsr_tensor *t, bool *assign)
-{
-    *assign = !t->grad && !(t->flags & AVSR_T_OWNED);
-    if (!*assign)
-        return avsr_tensor_grad(ctx, t);
-    t->grad = avsr_ctx_alloc(ctx, sizeof(float) * (size_t)(t->numel ? t->numel : 1));
-    return t->grad;
-}
-
 /* g[i] += v[i], i < n */
 static void add_into(float *g, const float *v, int64_t n)
 {
@@ -717,9 +704,10 @@ static void ln_backward(avsr_ctx *ctx, void *sv)
         rstd = r;
     }
     float *gx = NULL, *gg = NULL, *gb = NULL;
-    bool assign = false;
-    if (avsr_tensor_requires_grad(s->x) && !(gx = grad_add_or_new(ctx, s->x, &assign))) /* [N, D] */
+    bool accumulate = true;
+    if (avsr_tensor_requires_grad(s->x) && !(gx = avsr_tensor_grad_out(ctx, s->x, &accumulate))) /* [N, D] */
         return;
+    bool assign = !accumulate;
     if (avsr_tensor_requires_grad(s->gamma) && !(gg = avsr_tensor_grad(ctx, s->gamma))) /* [D] */
         return;
     if (avsr_tensor_requires_grad(s->beta) && !(gb = avsr_tensor_grad(ctx, s->beta))) /* [D] */
@@ -1005,10 +993,11 @@ static void softmax_backward(avsr_ctx *ctx, void *sv)
             add_into(gx, sx, s->N * s->D);
         return;
     }
-    bool assign;
-    float *gx = grad_add_or_new(ctx, s->x, &assign); /* [N, D] */
+    bool accumulate;
+    float *gx = avsr_tensor_grad_out(ctx, s->x, &accumulate); /* [N, D] */
     if (!gx)
         return;
+    bool assign = !accumulate;
     const float *y = avsr_f32(s->y), *gy = s->y->grad;
     int64_t N = s->N, D = s->D, rpc = rows_per_chunk(D), nch = (N + rpc - 1) / rpc;
     int logsm = s->logsm;

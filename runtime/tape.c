@@ -91,16 +91,15 @@ int avsr_backward(avsr_ctx *ctx, avsr_tensor *loss, const float *seed)
          * the caller's buffer is used in place, never written. */
         loss->grad = (float *)seed;
     } else {
-        float *g = fresh ? avsr_ctx_alloc(ctx, sizeof(float) * (size_t)n)
-                         : avsr_tensor_grad(ctx, loss);
+        bool accumulate;
+        float *g = avsr_tensor_grad_out(ctx, loss, &accumulate);
         if (!g)
             return -1;
-        loss->grad = g;
         if (seed) {
 #pragma omp parallel for schedule(static) if (n > 32768)
             for (int64_t i = 0; i < n; i++)
                 g[i] += seed[i];
-        } else if (fresh) {
+        } else if (!accumulate) {
             g[0] = 1.0f;
         } else {
             g[0] += 1.0f;
