@@ -126,7 +126,7 @@ static int run(const bm *b, const char *tfile)
         tg[i] = 1 + (int64_t)((i * 7919) % 39);
     for (int64_t i = 0; i < B; i++)
         tl[i] = L;
-    avsr_batch bt = {.B = B, .video = video, .audio = audio, .targets = tg,
+    avsr_model_input bt = {.B = B, .video = video, .audio = audio, .targets = tg,
                      .target_lengths = tl, .max_target = L};
     double t[16];
     for (int it = 0; it < b->warm + b->runs; it++) {

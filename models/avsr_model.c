@@ -301,7 +301,7 @@ static int64_t *arena_i64(avsr_ctx *ctx, int64_t n)
 }
 
 /* audio features [B, T', D] and their lengths (frames) */
-static avsr_tensor *audio_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_batch *b,
+static avsr_tensor *audio_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_model_input *b,
                                   int64_t *alen)
 {
     const avsr_model_cfg *c = &m->cfg;
@@ -369,7 +369,7 @@ static avsr_tensor *audio_forward(avsr_ctx *ctx, const avsr_model *m, const avsr
     }
 }
 
-static avsr_tensor *video_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_batch *b,
+static avsr_tensor *video_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_model_input *b,
                                   int64_t *vlen)
 {
     avsr_tensor *v = b->video;
@@ -387,7 +387,7 @@ static avsr_tensor *video_forward(avsr_ctx *ctx, const avsr_model *m, const avsr
     return avsr_visual_frontend_forward(ctx, &m->vfe, v, vlen);
 }
 
-avsr_tensor *avsr_model_encode(avsr_ctx *ctx, const avsr_model *m, const avsr_batch *b,
+avsr_tensor *avsr_model_encode(avsr_ctx *ctx, const avsr_model *m, const avsr_model_input *b,
                                int64_t *enc_lengths)
 {
     if (avsr_ctx_failed(ctx))
@@ -472,7 +472,7 @@ static void accuracy(const avsr_tensor *logits, const avsr_tensor *tgt, double *
     *acc = n ? (double)hit / (double)n : 0.0;
 }
 
-int avsr_model_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_batch *b,
+int avsr_model_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_model_input *b,
                        avsr_model_out *out)
 {
     memset(out, 0, sizeof *out);

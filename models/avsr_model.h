@@ -156,7 +156,7 @@ int64_t avsr_model_dim(const avsr_model *m);
  * lengths[b] video frames and lengths[b] * 640 audio samples (at most N).
  * targets: [B, max_target] row-major token ids (1 .. V-2), row b valid for
  * its first target_lengths[b] entries; NULL when there are no targets. */
-typedef struct avsr_batch {
+typedef struct avsr_model_input {
     int64_t B;
     avsr_tensor *video;            /* f32 [B, T, H, W] normalised, or NULL */
     avsr_tensor *audio;            /* f32 [B, N] normalised 16 kHz, or NULL */
@@ -164,7 +164,7 @@ typedef struct avsr_batch {
     const int64_t *targets;        /* [B, max_target] or NULL */
     const int64_t *target_lengths; /* [B] */
     int64_t max_target;
-} avsr_batch;
+} avsr_model_input;
 
 typedef struct avsr_losses {
     avsr_tensor *total; /* [1] w * ctc + (1 - w) * att (what backward starts from) */
@@ -184,13 +184,13 @@ typedef struct avsr_model_out {
 
 /* Encoder output only (for feature losses): [B, T, d], lengths into
  * enc_lengths [B] (caller memory) when not NULL. */
-avsr_tensor *avsr_model_encode(avsr_ctx *ctx, const avsr_model *m, const avsr_batch *b,
+avsr_tensor *avsr_model_encode(avsr_ctx *ctx, const avsr_model *m, const avsr_model_input *b,
                                int64_t *enc_lengths);
 /* CTC logits of an encoder output: [B, T, V]. */
 avsr_tensor *avsr_model_ctc_logits(avsr_ctx *ctx, const avsr_model *m, avsr_tensor *enc);
 /* Everything: encoder, CTC logits and, with targets, the decoder and the
  * losses. Returns 0, or -1 with the context's error set. */
-int avsr_model_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_batch *b,
+int avsr_model_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_model_input *b,
                        avsr_model_out *out);
 /* log_softmax of the CTC logits [B, T, V] (for search). */
 avsr_tensor *avsr_model_ctc_log_probs(avsr_ctx *ctx, const avsr_model *m, avsr_tensor *enc);

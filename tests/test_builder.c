@@ -110,7 +110,7 @@ static void variant(avsr_ctx *ctx, const char *name, const char *text, int64_t w
     avsr_tensor *video = m->cfg.use_video ? tu_rand(4, sv, 11, -1.f, 1.f, false) : NULL;
     avsr_tensor *audio = m->cfg.audio ? tu_rand(2, sa, 12, -1.f, 1.f, false) : NULL;
     int64_t lengths[2] = {6, 5}, targets[6] = {5, 6, 7, 8, 9, 10}, tl[2] = {3, 2};
-    avsr_batch b = {.B = B, .video = video, .audio = audio, .lengths = lengths,
+    avsr_model_input b = {.B = B, .video = video, .audio = audio, .lengths = lengths,
                     .targets = targets, .target_lengths = tl, .max_target = 3};
     avsr_ctx_set_training(ctx, true);
     avsr_ctx_set_grad(ctx, true);

@@ -108,7 +108,7 @@ static void golden_case(avsr_ctx *ctx, avsr_st *st, avsr_model *m, avsr_params *
     }
     for (int64_t i = 0; i < B * L; i++)
         targets[i] = (int64_t)avsr_f32(ys)[i];
-    avsr_batch b = {.B = B, .video = video, .audio = audio, .lengths = lengths,
+    avsr_model_input b = {.B = B, .video = video, .audio = audio, .lengths = lengths,
                     .targets = targets, .target_lengths = tlen, .max_target = L};
     avsr_model_out o;
     int rc = avsr_model_forward(ctx, m, &b, &o);
@@ -151,7 +151,7 @@ static void missing_modality(avsr_ctx *ctx, avsr_st *st, avsr_model *m)
     avsr_tensor *video = tu_golden_tensor(st, "eval.video", false);
     avsr_tensor *audio = tu_golden_tensor(st, "eval.audio", false);
     int64_t lengths[2] = {8, 5}, el[2];
-    avsr_batch b = {.B = 2, .video = video, .audio = NULL, .lengths = lengths};
+    avsr_model_input b = {.B = 2, .video = video, .audio = NULL, .lengths = lengths};
     avsr_tensor *e1 = avsr_model_encode(ctx, m, &b, el);
     tap_ok(e1 && e1->shape[1] == 8 && el[1] == 5, "video only: encoder output [2, 8, 16]");
     b.video = NULL;

@@ -181,7 +181,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < N_CLIPS; i++)
         for (int64_t k = 0; k < d.L; k++)
             tgt[i * d.L + k] = k < d.tlen[i] ? d.targets[i * 64 + k] : 0;
-    avsr_batch b = {.B = N_CLIPS, .video = video, .audio = audio, .lengths = d.lengths,
+    avsr_model_input b = {.B = N_CLIPS, .video = video, .audio = audio, .lengths = d.lengths,
                     .targets = tgt, .target_lengths = d.tlen, .max_target = d.L};
 
     double first = NAN, last = NAN, acc = 0, start = now();
