@@ -179,8 +179,8 @@ struct avsr_loader {
     /* epoch */
     bool started;
     uint64_t epoch;
-    int rank, world;
-    int64_t cursor, steps;
+    int rank, world, micro;       /* micro: batches per rank per step */
+    int64_t cursor, steps;        /* steps: batches this rank serves (steps x micro) */
     avsr_plan *plan;              /* training */
     int64_t *ev_clips, *ev_start, ev_nb; /* evaluation: batch b = ev_clips[ev_start[b] ..) */
     avsr_plan_counts counts;
@@ -560,7 +560,8 @@ static int batch_ref(const avsr_loader *l, int64_t step, const int64_t **clips, 
 {
     if (l->plan) {
         avsr_batch_ref r;
-        if (avsr_plan_batch(l->plan, l->rank, step, &r, err))
+        if (avsr_plan_batch(l->plan, l->rank * l->micro + (int)(step % l->micro),
+                            step / l->micro, &r, err))
             return -1;
         *clips = r.clips;
         *n = r.n;
@@ -697,7 +698,8 @@ static batch_int *assemble(avsr_loader *l, int64_t step, avsr_error *err)
     pb->noise_type = d + lo.ntype;
     pb->seed = l->cfg.sampler.seed;
     pb->epoch = l->epoch;
-    pb->step = step;
+    pb->step = step / l->micro;
+    pb->micro = (int)(step % l->micro);
     pb->index = index;
     pb->frames = frames;
     pb->repeat = repeat;
@@ -883,27 +885,40 @@ static int build_eval(avsr_loader *l, avsr_error *err)
 int avsr_loader_start(avsr_loader *l, uint64_t epoch, int rank, int world, int64_t cursor,
                       avsr_error *err)
 {
+    return avsr_loader_start_micro(l, epoch, rank, world, 1, cursor, err);
+}
+
+int avsr_loader_start_micro(avsr_loader *l, uint64_t epoch, int rank, int world, int micro,
+                            int64_t cursor, avsr_error *err)
+{
     stop_epoch(l);
     l->failed = l->done = false;
     if (world < 1 || rank < 0 || rank >= world)
         return avsr_error_set(err, AVSR_ERR_INVALID,
                               "avsr_loader_start: rank %d of world size %d", rank, world);
+    if (micro < 1 || (micro > 1 && !l->cfg.train))
+        return avsr_error_set(err, AVSR_ERR_INVALID,
+                              "avsr_loader_start: %d micro-batches per step (evaluation "
+                              "serves 1)", micro);
     l->epoch = epoch;
     l->rank = rank;
     l->world = world;
+    l->micro = micro;
     if (l->cfg.train) {
-        if (avsr_plan_build(&l->plan, &l->cfg.sampler, epoch, world, l->n, l->frames, l->ntok,
-                            err))
+        if (avsr_plan_build(&l->plan, &l->cfg.sampler, epoch, world * micro, l->n, l->frames,
+                            l->ntok, err))
             return -1;
-        l->steps = avsr_plan_steps(l->plan);
+        l->steps = avsr_plan_steps(l->plan) * micro;
         l->counts = *avsr_plan_get_counts(l->plan);
         l->hash = avsr_plan_hash(l->plan);
     } else if (build_eval(l, err)) {
         stop_epoch(l);
         return -1;
     }
+    cursor *= micro;
     if (cursor < 0 || cursor > l->steps) {
-        int64_t s = l->steps;
+        int64_t s = l->steps / micro;
+        cursor /= micro;
         stop_epoch(l);
         return avsr_error_set(err, AVSR_ERR_INVALID,
                               "avsr_loader_start: cursor %" PRId64 " outside 0..%" PRId64
@@ -926,7 +941,10 @@ int avsr_loader_start(avsr_loader *l, uint64_t epoch, int rank, int world, int64
 }
 
 uint64_t avsr_loader_plan_hash(const avsr_loader *l) { return l->started ? l->hash : 0; }
-int64_t avsr_loader_steps(const avsr_loader *l) { return l->started ? l->steps : 0; }
+int64_t avsr_loader_steps(const avsr_loader *l)
+{
+    return l->started ? l->steps / l->micro : 0;
+}
 const avsr_plan_counts *avsr_loader_counts(const avsr_loader *l)
 {
     return l->started ? &l->counts : NULL;

@@ -110,6 +110,7 @@ typedef struct avsr_batch {
     uint8_t *noise_type;    /* [B] enum avsr_noise_type actually added */
     uint64_t seed, epoch;   /* augmentation keys (avsr_ctx_set_batch_keys) */
     int64_t step;           /* step within the epoch (resume cursor = step + 1) */
+    int micro;              /* micro-batch within the step (0 .. micro - 1) */
     int64_t index;          /* batch index within the epoch's plan */
     int64_t frames;         /* sum of lengths */
     bool repeat;            /* a repeated batch filling the last step */
@@ -133,6 +134,16 @@ const int32_t *avsr_loader_clip_tokens(const avsr_loader *l, int64_t i, int64_t 
  * first. Returns 0 or -1 with err set. */
 int avsr_loader_start(avsr_loader *l, uint64_t epoch, int rank, int world, int64_t cursor,
                       avsr_error *err);
+/* The same with `micro` batches per rank per step (gradient accumulation):
+ * the plan is built for world * micro virtual ranks, and rank r serves
+ * the batches of virtual ranks r * micro .. r * micro + micro - 1 at each
+ * step, in that order (batch->micro says which). So the batches of one
+ * optimizer step are the same set for every (world, micro) with the same
+ * product, and a run resumed on another world size with the product kept
+ * sees the same data. cursor and avsr_loader_steps count steps. Training
+ * loaders only (evaluation: micro 1). */
+int avsr_loader_start_micro(avsr_loader *l, uint64_t epoch, int rank, int world, int micro,
+                            int64_t cursor, avsr_error *err);
 /* The current plan (after start). */
 uint64_t avsr_loader_plan_hash(const avsr_loader *l);
 int64_t avsr_loader_steps(const avsr_loader *l); /* steps of this rank this epoch */
