@@ -29,7 +29,8 @@ tiny_recipe s.yaml expS "    steps: 24"
 timeout 600 $MPIRUN_CMD -np 2 "$W" p.yaml > logP 2>&1 &
 job=$!
 if wait_steps expP/train/metrics.jsonl 3 300; then
-    kill -USR1 $job
+    # $job is timeout(1); the signal goes to mpirun under it
+    kill -USR1 "$(pgrep -P $job | head -n 1)"
     wait $job
     rc=$?
     if [ $rc -ne 75 ]; then

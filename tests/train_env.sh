@@ -67,8 +67,8 @@ model:
   label_smoothing: 0.1
 augment:
   noise: {prob: 0.8, types: [babble, white], snr_db: [-5, 20]}
-  video: {random_crop: true, hflip: 0.5, time_mask: {max_per_second: 0.4, max_len: 10}}
-  audio: {time_mask: {max_len_s: 0.4}}
+  video: {random_crop: true, hflip: 0.5, time_mask: {max_len_s: 0.4, stride_s: 1.0}}
+  audio: {time_mask: {max_len_s: 0.4, stride_s: 1.0}}
 stages:
   - name: train
     train: ["*"]
@@ -100,5 +100,6 @@ rank_pid() {
 
 # step_records FILE: number of "step" records in a metrics.jsonl
 step_records() {
-    [ -f "$1" ] && grep -c '"kind":"step"' "$1" || echo 0
+    _n=$(grep -c '"kind":"step"' "$1" 2>/dev/null)
+    echo "${_n:-0}"
 }

@@ -430,6 +430,7 @@ static int make_input(trainer *t, const avsr_batch *b, bool clean_audio, avsr_mo
     in->targets = tg;
     in->target_lengths = b->target_lengths;
     in->max_target = L;
+    in->pad_target = b->L; /* the whole batch's longest target */
     return 0;
 }
 
@@ -787,6 +788,7 @@ static int train_step(trainer *t, step_out *so, avsr_error *err)
         avsr_model_input in;
         avsr_model_out o;
         float seed = (float)b->B; /* backward of the sum over the share */
+        avsr_ctx_set_batch_id(t->ctx, (uint64_t)b->index);
         if (avsr_ctx_set_batch_keys(t->ctx, b->seed, b->epoch, (int)b->B, b->sample_ids) < 0 ||
             make_input(t, b, false, &in) < 0 || avsr_model_forward(t->ctx, t->m, &in, &o) < 0 ||
             avsr_backward(t->ctx, o.loss.total, &seed) < 0) {
@@ -1177,8 +1179,7 @@ int avsr_train(const avsr_recipe *r, avsr_comm *c, const avsr_train_opts *o, avs
     int rc = -1;
     if (avsr_signals_install(err) < 0 || !(t.ctx = avsr_ctx_create(&co, err)))
         goto out;
-    if (t.world > 1)
-        avsr_dist_install_bn_sync(t.ctx, c);
+    avsr_dist_install_bn_sync(t.ctx, c);
     if (!r->vocab) {
         avsr_error_set(err, AVSR_ERR_UNSUPPORTED,
                        "%s: data.tokenizer: training with a sentencepiece tokenizer is not "
