@@ -66,9 +66,9 @@ model:
   ctc_weight: 0.3
   label_smoothing: 0.1
 augment:
-  noise: {prob: 0.8, types: [babble, white], snr_db: [-5, 20]}
-  video: {random_crop: true, hflip: 0.5, time_mask: {max_per_second: 0.4, max_len: 10}}
-  audio: {time_mask: {max_len_s: 0.4}}
+  noise: {prob: 0.8, types: [babble, white], snr_db: {min: -5, max: 20}}
+  video: {random_crop: true, hflip: 0.5, time_mask: {max_len_s: 0.4, stride_s: 1.0}}
+  audio: {time_mask: {max_len_s: 0.4, stride_s: 1.0}}
 stages:
   - name: train
     train: ["*"]
