@@ -211,7 +211,9 @@ typedef struct avsr_recipe {
     int n_sweep_modality;
 
     /* resolved form */
-    avsr_kv *resolved;         /* flattened, in document order */
+    avsr_kv *resolved;         /* flattened ("stages.0.optimizer.lr" = "0.001";
+                                * lists as JSON arrays), in section order
+                                * (docs/recipes.md); strings owned by r */
     int n_resolved;
     char hash[17];             /* FNV-1a 64 of the flattened list, hex */
     avsr_recipe_priv *priv;    /* the resolved YAML text and bookkeeping */
