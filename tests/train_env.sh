@@ -66,7 +66,7 @@ model:
   ctc_weight: 0.3
   label_smoothing: 0.1
 augment:
-  noise: {prob: 0.8, types: [babble, white], snr_db: [-5, 20]}
+  noise: {prob: 0.8, types: [babble, white], snr_db: {min: -5, max: 20}}
   video: {random_crop: true, hflip: 0.5, time_mask: {max_len_s: 0.4, stride_s: 1.0}}
   audio: {time_mask: {max_len_s: 0.4, stride_s: 1.0}}
 stages:
@@ -100,6 +100,5 @@ rank_pid() {
 
 # step_records FILE: number of "step" records in a metrics.jsonl
 step_records() {
-    _n=$(grep -c '"kind":"step"' "$1" 2>/dev/null)
-    echo "${_n:-0}"
+    [ -f "$1" ] && grep -c '"kind":"step"' "$1" || echo 0
 }

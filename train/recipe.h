@@ -88,7 +88,8 @@ typedef enum avsr_recipe_dec_target {
 typedef struct avsr_recipe_stage {
     char *name;                /* unique, [A-Za-z0-9_.-]+ (a directory name) */
     avsr_recipe_src init;      /* default: previous.best for stages after the
-                                * first, none for the first */
+                                * first (previous.last without a validation
+                                * metric), none for the first */
     char **train;              /* fnmatch patterns of trainable parameters */
     int n_train;               /* (default ["*"]) */
     char **freeze;             /* patterns frozen even if `train` matches */
@@ -210,7 +211,9 @@ typedef struct avsr_recipe {
     int n_sweep_modality;
 
     /* resolved form */
-    avsr_kv *resolved;         /* flattened, in document order */
+    avsr_kv *resolved;         /* flattened ("stages.0.optimizer.lr" = "0.001";
+                                * lists as JSON arrays), in section order
+                                * (docs/recipes.md); strings owned by r */
     int n_resolved;
     char hash[17];             /* FNV-1a 64 of the flattened list, hex */
     avsr_recipe_priv *priv;    /* the resolved YAML text and bookkeeping */
