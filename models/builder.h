@@ -47,7 +47,8 @@ int avsr_namemap_apply(const avsr_namemap *m, const char *name, char *buf, size_
  * st_file through the map: shapes must match exactly (f32 tensors are read
  * from F32/F16/BF16/F64; integer buffers need the same dtype), every tensor
  * of the file must be used or ignored by a "- pattern" line. The first
- * missing, mismatched or unused tensor is the error. Returns the number of
+ * missing, mismatched or unused tensor is the error. map_file NULL: names
+ * are the same in the file (our own checkpoints). Returns the number of
  * tensors loaded, or -1. */
 int avsr_model_load_mapped(avsr_params *p, const char *st_file, const char *map_file,
                            avsr_error *err);

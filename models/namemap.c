@@ -241,6 +241,13 @@ avsr_namemap *avsr_namemap_load(const char *path, avsr_error *err)
 static int apply(const avsr_namemap *m, const char *name, char *buf, size_t n, int *lineno,
                  avsr_error *err)
 {
+    if (!m) { /* identity: our names are the file's */
+        *lineno = 0;
+        if (strlen(name) >= n)
+            return avsr_error_set(err, AVSR_ERR_INVALID, "parameter name '%s' too long", name);
+        strcpy(buf, name);
+        return 1;
+    }
     for (int i = 0; i < m->n; i++) {
         caps c = {0};
         if (!strcmp(m->l[i].ours, "-") || !match(m->l[i].ours, name, &c))
@@ -267,6 +274,8 @@ int avsr_namemap_apply(const avsr_namemap *m, const char *name, char *buf, size_
 /* external tensor ignored by a "- THEIRS" line */
 static bool ignored(const avsr_namemap *m, const char *ext)
 {
+    if (!m)
+        return false;
     for (int i = 0; i < m->n; i++) {
         caps c = {0};
         if (!strcmp(m->l[i].ours, "-") && match(m->l[i].theirs, ext, &c))
@@ -278,8 +287,8 @@ static bool ignored(const avsr_namemap *m, const char *ext)
 int avsr_model_load_mapped(avsr_params *p, const char *st_file, const char *map_file,
                            avsr_error *err)
 {
-    avsr_namemap *m = avsr_namemap_load(map_file, err);
-    if (!m)
+    avsr_namemap *m = NULL;
+    if (map_file && !(m = avsr_namemap_load(map_file, err)))
         return -1;
     avsr_st *st = avsr_st_open(st_file, err);
     if (!st) {
@@ -303,7 +312,10 @@ int avsr_model_load_mapped(avsr_params *p, const char *st_file, const char *map_
             continue;
         avsr_st_tensor s;
         if (avsr_st_find(st, ext, &s) < 0) {
-            avsr_error_set(err, AVSR_ERR_INVALID, "%s: tensor '%s' (for '%s', %s:%d) is missing",
+            if (!m)
+                avsr_error_set(err, AVSR_ERR_INVALID, "%s: tensor '%s' is missing", st_file, ext);
+            else
+                avsr_error_set(err, AVSR_ERR_INVALID, "%s: tensor '%s' (for '%s', %s:%d) is missing",
                            st_file, ext, t->name, map_file, lineno);
             goto out;
         }
@@ -346,6 +358,12 @@ int avsr_model_load_mapped(avsr_params *p, const char *st_file, const char *map_
     for (int k = 0; k < nst; k++) {
         avsr_st_tensor q;
         avsr_st_get(st, k, &q);
+        if (!used[k] && !m) {
+            avsr_error_set(err, AVSR_ERR_INVALID,
+                           "%s: tensor '%s' is not a parameter or buffer of the model", st_file,
+                           q.name);
+            goto out;
+        }
         if (!used[k] && !ignored(m, q.name)) {
             avsr_error_set(err, AVSR_ERR_INVALID, "%s: tensor '%s' is not used by the model "
                            "(no map line leads to it; ignore it with '- %s' in %s)",
