@@ -27,6 +27,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${AVSR_SLURM_DIR:-/var/tmp/avsr-slurm}
 conf=$dir/slurm.conf
+mpid=/run/munge/munged.pid   # in munge's own directory: munged runs as munge
 me=slurm-up.sh
 mode=${1:-up}
 
@@ -76,7 +77,7 @@ case $mode in
         stop_pidfile "$dir/slurmctld.pid" slurmctld
         # munged is stopped only when this script started it
         if [ -f "$dir/munged.started" ]; then
-            stop_pidfile "$dir/munged.pid" munged
+            stop_pidfile "$mpid" munged
             rm -f "$dir/munged.started"
         fi
         say "stopped"
@@ -123,9 +124,11 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     chmod 400 "$key"
     chmod 700 /etc/munge
     chmod 755 /run/munge
-    su -s /bin/sh munge -c "munged --pid-file=$dir/munged.pid" 2>"$dir/munged.err" ||
-        { chown munge "$dir"; su -s /bin/sh munge -c "munged --pid-file=$dir/munged.pid" \
-            2>"$dir/munged.err"; }
+    if ! su -s /bin/sh munge -c "munged --pid-file=$mpid" 2>"$dir/munged.err"; then
+        say "munged failed to start:"
+        cat "$dir/munged.err"
+        exit 1
+    fi
     touch "$dir/munged.started"
     for i in $(seq 1 50); do
         munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break
