@@ -478,6 +478,12 @@ int avsr_sched_local_run(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error
         free(p);
         need_mpi = need_mpi || r->def.mpi;
     }
+    for (int i = 0; i < n; i++)
+        if (rows[i].active && strcmp(rows[i].cur.backend, "local") == 0 &&
+            avsr_sched_proc_same((pid_t)rows[i].cur.pid, rows[i].cur.pid_start,
+                                 rows[i].cur.boot_id))
+            say(o, "%s: attempt %d still running from an earlier scheduler (monitor pid %ld): "
+                   "adopted", rows[i].def.name, rows[i].cur.n, rows[i].cur.pid);
     avsr_sched_state_rows_free(rows, n);
     rows = NULL;
     n = 0;

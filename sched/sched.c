@@ -147,6 +147,13 @@ int avsr_sched_run(const avsr_sched_plan *p, const avsr_sched_opts *o, avsr_sche
         return -1;
     int fd = lock_open(p->exp_dir, err);
     int rc = fd < 0 ? -1 : lock_try(fd, err);
+    /* `status` and `cancel` hold the lock for a moment; a scheduler holds it
+     * for good (and says so in the database) */
+    struct timespec ts = {0, 100000000};
+    for (int i = 0; rc == 0 && i < 50 && !running_scheduler(db); i++) {
+        nanosleep(&ts, NULL);
+        rc = lock_try(fd, err);
+    }
     if (rc == 0)
         rc = busy_error(db, p->exp_dir, err);
     if (rc < 0)

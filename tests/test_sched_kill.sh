@@ -8,7 +8,8 @@
 #      lost, its orphaned process group is killed, the job is retried;
 #   3. SIGTERM to the scheduler: the running job gets SIGTERM, exits 75 and
 #      is requeued (exit status 143); the next run finishes the rest;
-#   4. avsr-sched cancel on a running scheduler; status shows the table
+#   4. a second scheduler refused; avsr-sched cancel on a running
+#      scheduler; status shows the table
 #      with WER from a job's result file; an MPI job on 2 ranks (mpirun).
 # Plain protocol: 0 pass, 77 skip, else fail.
 S="${top_builddir:-.}/avsr-sched"
@@ -136,6 +137,10 @@ EOF
 "$S" run cancel.json --poll 0.05 --grace 5 2>cancel1.err &
 pid=$!
 wait_for s.started
+"$S" run cancel.json --poll 0.05 2>second.err
+check "a second scheduler on the same experiment is refused (exit 1)" test $? -eq 1
+check "... with the running one's pid" \
+    grep -qx "avsr-sched: exp/c: another avsr-sched (pid $pid) is running this experiment" second.err
 "$S" cancel cancel.json >cancel.out 2>&1
 check "cancel reports the cancelled jobs" grep -q "^avsr-sched: 2 jobs cancelled" cancel.out
 wait $pid
