@@ -43,6 +43,8 @@ static void usage(FILE *f)
             "      --grace SECONDS     on stop: SIGTERM, then SIGKILL after this (60)\n"
             "  slurm:\n"
             "      --launcher NAME     srun (default) or mpirun for MPI jobs\n"
+            "      --srun-mpi TYPE     srun --mpi=TYPE (default pmix; 'default': the\n"
+            "                          cluster's MpiDefault)\n"
             "      --sbatch OPT        an extra #SBATCH line (repeatable), e.g.\n"
             "                          --sbatch=--partition=gpu\n"
             "      --templates DIR     directory of avsr-job.sbatch\n"
@@ -264,8 +266,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    enum { OPT_MAXRQ = 256, OPT_EVALR, OPT_POLL, OPT_GRACE, OPT_LAUNCHER, OPT_SBATCH,
-           OPT_TEMPLATES, OPT_DETACH };
+    enum { OPT_MAXRQ = 256, OPT_EVALR, OPT_POLL, OPT_GRACE, OPT_LAUNCHER, OPT_SRUN_MPI,
+           OPT_SBATCH, OPT_TEMPLATES, OPT_DETACH };
     static const struct option longopts[] = {
         {"backend", required_argument, NULL, 'b'},
         {"slots", required_argument, NULL, 's'},
@@ -275,6 +277,7 @@ int main(int argc, char **argv)
         {"poll", required_argument, NULL, OPT_POLL},
         {"grace", required_argument, NULL, OPT_GRACE},
         {"launcher", required_argument, NULL, OPT_LAUNCHER},
+        {"srun-mpi", required_argument, NULL, OPT_SRUN_MPI},
         {"sbatch", required_argument, NULL, OPT_SBATCH},
         {"templates", required_argument, NULL, OPT_TEMPLATES},
         {"detach", no_argument, NULL, OPT_DETACH},
@@ -331,6 +334,7 @@ int main(int argc, char **argv)
             }
             o.launcher = optarg;
             break;
+        case OPT_SRUN_MPI: o.srun_mpi = optarg; break;
         case OPT_SBATCH:
             if (strpbrk(optarg, "\n\r")) {
                 fprintf(stderr, "avsr-sched: --sbatch: one option per line, no newlines\n");

@@ -23,6 +23,7 @@ void avsr_sched_opts_default(avsr_sched_opts *o)
     o->limits.max_requeues = 20;
     o->grace_s = 60;
     o->launcher = "srun";
+    o->srun_mpi = "pmix";
 }
 
 void avsr_sched_summarize(const avsr_sched_row *rows, int n, avsr_sched_summary *s)

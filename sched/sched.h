@@ -33,6 +33,9 @@ typedef struct avsr_sched_opts {
     double grace_s;             /* stop: SIGTERM, then SIGKILL after this (default 60) */
     /* Slurm */
     const char *launcher;       /* MPI jobs: "srun" (default) or "mpirun" */
+    const char *srun_mpi;       /* srun --mpi=TYPE (default "pmix", which Debian's
+                                 * Open MPI needs); NULL, "" or "default": the
+                                 * cluster's MpiDefault */
     const char *template_dir;   /* NULL: $AVSR_SLURM_TEMPLATES, the installed
                                  * templates, the source tree's launch/slurm */
     const char *const *sbatch_opts; /* extra #SBATCH lines ("--partition=gpu") */

@@ -232,6 +232,11 @@ static int sl_init(sl *S, avsr_sched_db *db, const avsr_sched_opts *o, bool need
     if (strcmp(launcher, "srun") != 0 && strcmp(launcher, "mpirun") != 0)
         return avsr_error_set(err, AVSR_ERR_INVALID, "launcher '%s': expected srun or mpirun",
                               launcher);
+    for (const char *c = o->srun_mpi ? o->srun_mpi : ""; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+            return avsr_error_set(err, AVSR_ERR_INVALID,
+                                  "srun MPI type '%s': expected a name like pmix or pmi2",
+                                  o->srun_mpi);
     sbuf b = {0};
     if (strcmp(launcher, "mpirun") == 0) {
         int argc;
@@ -471,13 +476,16 @@ static int render(const sl *S, const avsr_sched_row *rows, int n, avsr_sched_row
     snprintf(maxrq, sizeof maxrq, "%d", S->o->limits.max_requeues);
     snprintf(output, sizeof output, "%s/slurm/%%x.%%j.out", S->exp);
     const char *launcher = S->o->launcher ? S->o->launcher : "srun";
+    char srun_mpi[96] = "";
+    if (S->o->srun_mpi && *S->o->srun_mpi && strcmp(S->o->srun_mpi, "default") != 0)
+        snprintf(srun_mpi, sizeof srun_mpi, "--mpi=%s", S->o->srun_mpi);
     struct {
         const char *key, *val;
     } fields[] = {{"JOB_NAME", jobname},      {"NTASKS", ntasks},
                   {"SLURM_OUTPUT", output},   {"WORKDIR", S->workdir},
                   {"SBATCH_LINES", lines.s},  {"LAUNCHER", launcher},
                   {"MPIRUN", S->mpirun_words}, {"MAX_REQUEUES", maxrq},
-                  {"SELECT", sel.s}};
+                  {"SRUN_MPI", srun_mpi},     {"SELECT", sel.s}};
     const int nf = (int)(sizeof fields / sizeof fields[0]);
     int line = 1, rc = 0;
     for (const char *p = S->tmpl; *p && rc == 0;) {
@@ -863,90 +871,123 @@ static int poll_once(sl *S, avsr_sched_row *rows, int n, avsr_error *err)
     return rc;
 }
 
-/* Dependents still queued whose dependency names a job that is no longer
- * the one to wait for (resubmitted) or can never succeed (failed for good). */
-static int repoint(sl *S, avsr_sched_row *rows, int n, avsr_error *err)
+/* Jobs that can never run: failed or cancelled, or waiting (not submitted)
+ * on such a job, transitively. */
+static bool *doomed_jobs(const avsr_sched_row *rows, int n)
 {
-    for (int i = 0; i < n; i++) {
-        avsr_sched_row *r = &rows[i];
-        if (!r->active || strcmp(r->cur.backend, "slurm") != 0 || !r->cur.slurm_id ||
-            r->cur.state != AVSR_SCHED_ATT_QUEUED || r->def.n_deps == 0)
-            continue;
-        bool blocked = false;
-        for (int d = 0; d < r->def.n_deps; d++) {
-            const avsr_sched_row *w = r->dep_rows[d] >= 0 ? &rows[r->dep_rows[d]] : NULL;
-            if (w && (w->state == AVSR_SCHED_FAILED || w->state == AVSR_SCHED_CANCELLED))
-                blocked = true;
-        }
-        if (blocked) {
-            say(S->o, "%s: a dependency failed: Slurm job %s cancelled, the job stays pending",
-                r->def.name, r->cur.slurm_id);
-            avsr_error e2 = {0};
-            if (scancel(r->cur.slurm_id, &e2) < 0)
-                say(S->o, "%s", e2.msg);
-            if (avsr_sched_state_end(S->db, r, AVSR_SCHED_OUT_INTERRUPTED,
-                                     "dependency failed", &S->o->limits, err) < 0)
-                return -1;
-            continue;
-        }
-        sbuf dep = {0};
-        bool ok;
-        if (dependency_of(rows, r, &dep, &ok) < 0) {
-            free(dep.s);
-            return AVSR_NOMEM(err, 256);
-        }
-        if (!ok) {
-            /* a dependency waits to be resubmitted: later */
-            free(dep.s);
-            continue;
-        }
-        /* every id it should wait for must be in its dependency */
-        bool stale = false;
-        const char *have = r->cur.dependency ? r->cur.dependency : "";
-        char *want = dep.s ? dep.s : "";
-        char *save = NULL, *copy = strdup(want);
-        if (!copy) {
-            free(dep.s);
-            return AVSR_NOMEM(err, strlen(want));
-        }
-        for (char *t = strtok_r(copy + (strncmp(copy, "afterok:", 8) == 0 ? 8 : 0), ":", &save);
-             t; t = strtok_r(NULL, ":", &save)) {
-            char needle[80];
-            snprintf(needle, sizeof needle, ":%s", t);
-            const char *h = have;
-            bool found = false;
-            size_t nl = strlen(needle);
-            while ((h = strstr(h, needle)) != NULL) {
-                if (h[nl] == '\0' || h[nl] == ':' || h[nl] == ',') {
-                    found = true;
+    bool *doomed = calloc((size_t)n + 1, sizeof *doomed);
+    if (!doomed)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        doomed[i] = rows[i].state == AVSR_SCHED_FAILED || rows[i].state == AVSR_SCHED_CANCELLED;
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < n; i++) {
+            if (doomed[i] || rows[i].active || rows[i].state != AVSR_SCHED_PENDING)
+                continue;
+            for (int d = 0; d < rows[i].def.n_deps; d++)
+                if (rows[i].dep_rows[d] >= 0 && doomed[rows[i].dep_rows[d]]) {
+                    doomed[i] = changed = true;
                     break;
                 }
-                h += nl;
-            }
-            stale = stale || !found;
         }
-        free(copy);
-        if (stale) {
-            char jarg[96], darg[PATH_MAX];
-            snprintf(jarg, sizeof jarg, "JobId=%s", r->cur.slurm_id);
-            snprintf(darg, sizeof darg, "Dependency=%s", want);
-            char *args[] = {"scontrol", "update", jarg, darg, NULL};
-            if (slurm_cmd(args, NULL, err) < 0) {
-                free(dep.s);
-                return -1;
-            }
-            say(S->o, "%s: Slurm job %s re-pointed: dependency %s", r->def.name,
-                r->cur.slurm_id, *want ? want : "(none)");
-            free(r->cur.dependency);
-            r->cur.dependency = *want ? strdup(want) : NULL;
-            if (avsr_sched_state_update(S->db, r, err) < 0) {
-                free(dep.s);
-                return -1;
-            }
-        }
-        free(dep.s);
     }
+    return doomed;
+}
+
+static int repoint_one(sl *S, avsr_sched_row *rows, avsr_sched_row *r,
+                       const bool *doomed, avsr_error *err)
+{
+    if (!r->active || strcmp(r->cur.backend, "slurm") != 0 || !r->cur.slurm_id ||
+        r->cur.state != AVSR_SCHED_ATT_QUEUED || r->def.n_deps == 0)
+        return 0;
+    bool blocked = false;
+    for (int d = 0; d < r->def.n_deps; d++)
+        if (r->dep_rows[d] >= 0 && doomed[r->dep_rows[d]])
+            blocked = true;
+    if (blocked) {
+        say(S->o, "%s: a dependency failed: Slurm job %s cancelled, the job stays pending",
+            r->def.name, r->cur.slurm_id);
+        avsr_error e2 = {0};
+        if (scancel(r->cur.slurm_id, &e2) < 0)
+            say(S->o, "%s", e2.msg);
+        if (avsr_sched_state_end(S->db, r, AVSR_SCHED_OUT_INTERRUPTED,
+                                 "dependency failed", &S->o->limits, err) < 0)
+            return -1;
+        return 0;
+    }
+    sbuf dep = {0};
+    bool ok;
+    if (dependency_of(rows, r, &dep, &ok) < 0) {
+        free(dep.s);
+        return AVSR_NOMEM(err, 256);
+    }
+    if (!ok) {
+        /* a dependency waits to be resubmitted: later */
+        free(dep.s);
+        return 0;
+    }
+    /* every id it should wait for must be in its dependency */
+    bool stale = false;
+    const char *have = r->cur.dependency ? r->cur.dependency : "";
+    char *want = dep.s ? dep.s : "";
+    char *save = NULL, *copy = strdup(want);
+    if (!copy) {
+        free(dep.s);
+        return AVSR_NOMEM(err, strlen(want));
+    }
+    for (char *t = strtok_r(copy + (strncmp(copy, "afterok:", 8) == 0 ? 8 : 0), ":", &save);
+         t; t = strtok_r(NULL, ":", &save)) {
+        char needle[80];
+        snprintf(needle, sizeof needle, ":%s", t);
+        const char *h = have;
+        bool found = false;
+        size_t nl = strlen(needle);
+        while ((h = strstr(h, needle)) != NULL) {
+            if (h[nl] == '\0' || h[nl] == ':' || h[nl] == ',') {
+                found = true;
+                break;
+            }
+            h += nl;
+        }
+        stale = stale || !found;
+    }
+    free(copy);
+    if (stale) {
+        char jarg[96], darg[PATH_MAX];
+        snprintf(jarg, sizeof jarg, "JobId=%s", r->cur.slurm_id);
+        snprintf(darg, sizeof darg, "Dependency=%s", want);
+        char *args[] = {"scontrol", "update", jarg, darg, NULL};
+        if (slurm_cmd(args, NULL, err) < 0) {
+            free(dep.s);
+            return -1;
+        }
+        say(S->o, "%s: Slurm job %s re-pointed: dependency %s", r->def.name,
+            r->cur.slurm_id, *want ? want : "(none)");
+        free(r->cur.dependency);
+        r->cur.dependency = *want ? strdup(want) : NULL;
+        if (avsr_sched_state_update(S->db, r, err) < 0) {
+            free(dep.s);
+            return -1;
+        }
+    }
+    free(dep.s);
     return 0;
+}
+
+/* Dependents still queued whose dependency names a job that is no longer
+ * the one to wait for (resubmitted) or can never succeed (failed for good,
+ * or waiting on such a job). */
+static int repoint(sl *S, avsr_sched_row *rows, int n, avsr_error *err)
+{
+    bool *doomed = doomed_jobs(rows, n);
+    if (!doomed)
+        return AVSR_NOMEM(err, (size_t)n);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = repoint_one(S, rows, &rows[i], doomed, err);
+    free(doomed);
+    return rc;
 }
 
 int avsr_sched_slurm_poll(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error *err)

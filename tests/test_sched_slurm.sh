@@ -79,11 +79,15 @@ release() {
 }
 
 C=$d/count
+# a real MPI program (collectives on 2 ranks) started by srun
+MPIPROG="${top_builddir:-.}/tests/test_dist_mpi"
+case $MPIPROG in /*) ;; *) MPIPROG="$(cd "${top_builddir:-.}" && pwd)/tests/test_dist_mpi" ;; esac
+[ -x "$MPIPROG" ] || { echo "$MPIPROG not built (make check builds it)"; finish; }
 cat >plan.json <<EOF
 {"name": "s", "exp_dir": "exp/s", "jobs": [
  {"name": "prep", "argv": ["sh", "-c", "echo prep >> $C"]},
  {"name": "mpi", "ranks": 2, "mpi": true, "deps": ["prep"],
-  "argv": ["sh", "-c", "echo rank\$SLURM_PROCID >> $C"]},
+  "argv": ["sh", "-c", "echo rank\$SLURM_PROCID >> $C; exec $MPIPROG all"]},
  {"name": "flaky", "deps": ["mpi"],
   "argv": ["sh", "-c", "echo flaky >> $C; [ \$(grep -c flaky $C) -ge 2 ] || exit 3"]},
  {"name": "ev1", "array": "ev", "mpi": true, "deps": ["flaky"],
@@ -144,8 +148,32 @@ check "status: flaky 2 attempts 1 failure, ev2 1 attempt 1 requeue, ev3 WER 25.0
     sh -c 'grep -q "^flaky  *done  *2  *1  *0 " status.out &&
            grep -q "^ev2  *done  *1  *0  *1 " status.out &&
            grep -q "^ev3  *done  *2  *1  *0 .* 25.00 " status.out'
+check "the MPI program ran on 2 ranks through srun --mpi=pmix" \
+    grep -q "^ok " exp/s/logs/mpi.1.log
+
+# a job that fails for good: its queued dependents (a chain) are cancelled
+# and the run ends instead of waiting forever
+cat >doomed.json <<EOF
+{"name": "x", "exp_dir": "exp/x", "jobs": [
+ {"name": "bad", "argv": ["sh", "-c", "echo bad >> $C.x; exit 9"]},
+ {"name": "mid", "argv": ["sh", "-c", "echo mid >> $C.x"], "deps": ["bad"]},
+ {"name": "end", "argv": ["sh", "-c", "echo end >> $C.x"], "deps": ["mid"]}
+]}
+EOF
+timeout 120 "$S" run doomed.json --backend slurm --poll 1 --retries 1 2>doomed.err
+check "a job failing for good: the run ends with exit 1" test $? -eq 1
+check "bad ran twice (retries 1), its dependents never" test "$(cat $C.x)" = "bad
+bad"
+"$S" status doomed.json >doomed.status 2>&1
+check "status: bad failed, mid and end pending" \
+    sh -c 'grep -q "^bad  *failed  *2  *2 " doomed.status && grep -q "^mid  *pending " doomed.status &&
+           grep -q "^end  *pending " doomed.status'
+squeue -h -o '%j' >doomed.queue
+check "nothing of it is left in the queue" sh -c '! grep -q "\.\(bad\|mid\|end\)\." doomed.queue'
+
 script=$(ls exp/s/slurm/avsr.*.mpi.*.sbatch | head -n 1)
 check "the rendered script has --requeue, --signal=B:USR1@90 and 2 tasks" \
     sh -c "grep -q '^#SBATCH --requeue' $script && grep -q '^#SBATCH --signal=B:USR1@90' $script &&
-           grep -q '^#SBATCH --ntasks=2' $script && grep -q '^launcher=srun' $script"
+           grep -q '^#SBATCH --ntasks=2' $script && grep -q '^launcher=srun' $script &&
+           grep -q 'srun .* --mpi=pmix ' $script"
 finish
