@@ -107,8 +107,18 @@ static void write_exit_file(const char *log, const char *text)
     }
 }
 
+/* the monitor's job, for its SIGUSR1 handler */
+static volatile pid_t monitor_child = 0;
+
+static void monitor_forward(int sig)
+{
+    if (monitor_child > 0)
+        kill(monitor_child, sig);
+}
+
 /* The monitor: runs in its own session, waits for the go byte, runs the job,
- * records its status. Never returns. */
+ * records its status. SIGUSR1 is passed on to the job's process (mpirun
+ * forwards it to every rank). Never returns. */
 static void monitor_main(int go, char *const *argv, const char *log)
 {
     setsid();
@@ -116,6 +126,15 @@ static void monitor_main(int go, char *const *argv, const char *log)
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = monitor_forward;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t usr1, old;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, &old);
     int lfd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     int nul = open("/dev/null", O_RDONLY);
     if (nul >= 0)
@@ -140,6 +159,7 @@ static void monitor_main(int go, char *const *argv, const char *log)
         write_exit_file(log, "unstarted\n");
         _exit(0);
     }
+    /* SIGUSR1 stays blocked until the child's pid is known */
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "avsr-sched: fork: %s\n", strerror(errno));
@@ -151,6 +171,7 @@ static void monitor_main(int go, char *const *argv, const char *log)
         signal(SIGINT, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);
+        signal(SIGUSR1, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
@@ -158,6 +179,8 @@ static void monitor_main(int go, char *const *argv, const char *log)
         fprintf(stderr, "avsr-sched: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    monitor_child = child;
+    sigprocmask(SIG_SETMASK, &old, NULL);
     int st = 0;
     while (waitpid(child, &st, 0) < 0 && errno == EINTR)
         ;
@@ -389,15 +412,24 @@ int avsr_sched_local_collect(avsr_sched_db *db, const avsr_sched_opts *o, bool s
         avsr_sched_state_rows_free(rows, n);
         return rc;
     }
-    /* stop what still runs: SIGTERM to each group (the monitor ignores it) */
+    /* stop what still runs: MPI jobs get SIGUSR1 through their monitor (mpirun
+     * forwards it to the ranks, which checkpoint and exit 75; SIGTERM to
+     * mpirun itself would make it exit 1 and kill ranks still writing),
+     * other jobs SIGTERM to their process group (the monitor ignores it) */
     int left = 0;
     for (int i = 0; i < n; i++) {
         avsr_sched_row *r = &rows[i];
         if (!r->active || strcmp(r->cur.backend, "local") != 0)
             continue;
         if (avsr_sched_proc_same((pid_t)r->cur.pid, r->cur.pid_start, r->cur.boot_id)) {
-            say(o, "%s: stopping (SIGTERM to its process group)", r->def.name);
-            kill(-(pid_t)r->cur.pid, SIGTERM);
+            if (r->def.mpi) {
+                say(o, "%s: stopping (SIGUSR1 to mpirun, which passes it to the ranks)",
+                    r->def.name);
+                kill((pid_t)r->cur.pid, SIGUSR1);
+            } else {
+                say(o, "%s: stopping (SIGTERM to its process group)", r->def.name);
+                kill(-(pid_t)r->cur.pid, SIGTERM);
+            }
             left++;
         }
     }
@@ -496,7 +528,7 @@ int avsr_sched_local_run(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error
 
     for (;;) {
         if (o->stop && *o->stop) {
-            say(o, "stopping: running jobs get SIGTERM and are requeued");
+            say(o, "stopping: running jobs are stopped and requeued");
             rc = avsr_sched_local_collect(db, o, true, AVSR_SCHED_OUT_INTERRUPTED, err);
             break;
         }

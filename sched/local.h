@@ -4,7 +4,8 @@
  * session, so its process group holds the job) that runs the job's command
  * with stdout and stderr appended to <exp_dir>/logs/<job>.<attempt>.log,
  * waits for it and writes its wait status to <job>.<attempt>.exit
- * ("exit N" or "signal N"; atomically). The scheduler records the
+ * ("exit N" or "signal N"; atomically). The monitor passes SIGUSR1 on to
+ * the job's process and ignores SIGTERM, SIGINT and SIGHUP. The scheduler records the
  * monitor's pid, start time and boot id before telling it to start, so:
  *   - a scheduler killed while jobs run leaves them running; the next
  *     scheduler finds each attempt's exit file, or adopts the still-running
@@ -26,16 +27,17 @@
 extern "C" {
 #endif
 
-/* Run until nothing more can run or *o->stop is set (then running jobs get
- * SIGTERM, SIGKILL after o->grace_s, and are requeued). The caller holds
- * the lock and has defined the plan. */
+/* Run until nothing more can run or *o->stop is set (then running jobs are
+ * stopped: MPI jobs by SIGUSR1 to mpirun through their monitor, others by
+ * SIGTERM to their process group; SIGKILL after o->grace_s; they are
+ * requeued). The caller holds the lock and has defined the plan. */
 int avsr_sched_local_run(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error *err);
 
 /* Collect the outcome of every active local attempt without starting
  * anything (exit file read, or lost). Without stop, attempts still running
- * stay active; with stop, their process groups get SIGTERM (SIGKILL after
- * o->grace_s) and they end as `outcome` (interrupted or cancelled) unless
- * they exited 0 (done) or 75 (preempted) on the way. */
+ * stay active; with stop, they are stopped as above and end as `outcome`
+ * (interrupted or cancelled) unless they exited 0 (done) or 75 (preempted)
+ * on the way. */
 int avsr_sched_local_collect(avsr_sched_db *db, const avsr_sched_opts *o, bool stop,
                              avsr_sched_outcome outcome, avsr_error *err);
 

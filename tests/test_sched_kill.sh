@@ -10,7 +10,8 @@
 #      is requeued (exit status 143); the next run finishes the rest;
 #   4. a second scheduler refused; avsr-sched cancel on a running
 #      scheduler; status shows the table
-#      with WER from a job's result file; an MPI job on 2 ranks (mpirun).
+#      with WER from a job's result file; an MPI job on 2 ranks (mpirun),
+#      stopped by SIGUSR1 through mpirun when the scheduler gets SIGTERM.
 # Plain protocol: 0 pass, 77 skip, else fail.
 S="${top_builddir:-.}/avsr-sched"
 case $S in /*) ;; *) S="$(pwd)/$S" ;; esac
@@ -163,6 +164,23 @@ EOF
     check "it ran once per rank" same m.sorted "rank0
 rank1"
     check "started through mpirun -np 2" grep -q "'-np' '2'" exp/m/logs/m.1.log
+    # stopping an MPI job: SIGUSR1 through mpirun, every rank exits 75
+    cat >mstop.json <<'EOF'
+{"name": "ms", "exp_dir": "exp/ms", "jobs": [
+ {"name": "w", "ranks": 2, "mpi": true, "argv": ["sh", "-c", "[ -f ms.resume.$OMPI_COMM_WORLD_RANK ] && exit 0; trap 'touch ms.resume.$OMPI_COMM_WORLD_RANK; exit 75' USR1; touch ms.started.$OMPI_COMM_WORLD_RANK; while :; do sleep 0.05; done"]}
+]}
+EOF
+    OMP_NUM_THREADS=1 "$S" run mstop.json --slots 2 --poll 0.05 2>mstop1.err &
+    pid=$!
+    wait_for ms.started.0
+    wait_for ms.started.1
+    kill -TERM $pid
+    wait $pid
+    check "SIGTERM with an MPI job running: exit 143" test $? -eq 143
+    check "the MPI job got SIGUSR1 through mpirun and exited 75 (preempted)" \
+        grep -q "w: attempt 1 preempted (exit 75, failures 0, requeues 1)" mstop1.err
+    OMP_NUM_THREADS=1 "$S" run mstop.json --slots 2 --poll 0.05 2>mstop2.err
+    check "the next run resumes it (exit 0)" test $? -eq 0
 else
     echo "# mpirun not found: MPI job not tried"
 fi
