@@ -513,13 +513,11 @@ int avsr_eval_run_point(avsr_comm *comm, avsr_ctx *ctx, const avsr_model_file *m
         return -1;
     }
     if (failed) {
-        if (rc < 0)
-            avsr_error_set(err, lerr.code ? lerr.code : AVSR_ERR_INVALID, "%s", lerr.msg);
-        else
-            avsr_error_set(err, AVSR_ERR_INVALID, "rank %d failed (its message is in its log)",
-                           failed - 1);
         free(rb.p);
-        return -1;
+        if (rc < 0)
+            return avsr_error_set(err, lerr.code ? lerr.code : AVSR_ERR_INVALID, "%s", lerr.msg);
+        avsr_error_set(err, AVSR_ERR_INVALID, "rank %d failed", failed - 1);
+        return -2;
     }
     int64_t mysize = (int64_t)rb.n;
     int maxsize = rb.n > (size_t)INT_MAX - 8 ? -1 : (int)rb.n;
@@ -575,8 +573,10 @@ int avsr_eval_run_point(avsr_comm *comm, avsr_ctx *ctx, const avsr_model_file *m
     if (comm && avsr_comm_bcast(comm, &scored, sizeof scored, 0, err) < 0)
         goto out;
     if (!scored) {
-        if (rank != 0)
-            avsr_error_set(err, AVSR_ERR_INVALID, "rank 0 failed to score the point");
+        if (rank != 0) {
+            avsr_error_set(err, AVSR_ERR_INVALID, "rank 0 failed");
+            rc = -2;
+        }
         goto out;
     }
     rc = 0;

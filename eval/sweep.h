@@ -6,7 +6,7 @@
  * names ("audio-babble-5", "audiovisual-white--5"):
  *   MODALITY  audio (video zeroed), video (audio zeroed), audiovisual;
  *   NOISE     none, babble, white, pink, file (the recipe's noise corpora);
- *   SNR       clean, or a number of dB in [-50, 100] (written with %g).
+ *   SNR       clean, or a number of dB in [-100, 100] (written with %g).
  * Noise "none" goes with "clean" and only with it; a video-only point is
  * always video:none:clean (the noise is added to the audio, which a
  * video-only point does not use).
@@ -56,7 +56,7 @@ typedef struct avsr_eval_point {
 } avsr_eval_point;
 
 #define AVSR_EVAL_POINT_NAME_MAX 64
-#define AVSR_EVAL_SNR_MIN (-50.0)
+#define AVSR_EVAL_SNR_MIN (-100.0)
 #define AVSR_EVAL_SNR_MAX 100.0
 
 /* "audio", "video", "audiovisual"; NULL when out of range */
@@ -129,7 +129,8 @@ void avsr_eval_result_free(avsr_eval_result *r);
 /* Run point p on every rank of comm (NULL: this process alone). Every rank
  * passes the same arguments; rank 0 receives the scored result in *res
  * (other ranks: res is zeroed). A failure on any rank makes every rank
- * return -1 (the failing rank's err says why, the others' "rank R failed"). */
+ * return: -1 on a rank that failed (err says why), -2 on the others (err:
+ * "rank R failed", R being the highest failing rank). */
 int avsr_eval_run_point(avsr_comm *comm, avsr_ctx *ctx, const avsr_model_file *mf,
                         const avsr_recog_opts *o, const avsr_eval_data *d,
                         const avsr_eval_point *p, avsr_eval_result *res, avsr_error *err);

@@ -94,7 +94,7 @@ static void test_points(void)
     bad_point("audio:babble:inf",
               "point 'audio:babble:inf': SNR 'inf' is not a number of dB or 'clean'");
     bad_point("audio:babble:200",
-              "point 'audio:babble:200': SNR 200 dB is out of range [-50, 100] (or clean)");
+              "point 'audio:babble:200': SNR 200 dB is out of range [-100, 100] (or clean)");
     bad_point("audio:none:5", "point 'audio:none:5': noise 'none' goes with SNR 'clean'");
     bad_point("audio:babble:clean",
               "point 'audio:babble:clean': a clean point has noise 'none' (audio:none:clean)");
