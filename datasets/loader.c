@@ -179,8 +179,9 @@ struct avsr_loader {
     /* epoch */
     bool started;
     uint64_t epoch;
-    int rank, world, micro;       /* micro: batches per rank per step */
-    int64_t cursor, steps;        /* steps: batches this rank serves (steps x micro) */
+    int rank, world, micro;       /* micro: batches per step (accumulation) */
+    int64_t cursor, steps;        /* steps: batches served (steps x micro) */
+    int64_t *share;               /* training: this rank's clips of a batch */
     avsr_plan *plan;              /* training */
     int64_t *ev_clips, *ev_start, ev_nb; /* evaluation: batch b = ev_clips[ev_start[b] ..) */
     avsr_plan_counts counts;
@@ -407,7 +408,8 @@ avsr_loader *avsr_loader_open(const avsr_loader_config *cfg, avsr_error *err)
     l->frames = malloc(nn * sizeof *l->frames);
     l->ntok = malloc(nn * sizeof *l->ntok);
     l->tok_off = malloc(nn * sizeof *l->tok_off);
-    if (!l->frames || !l->ntok || !l->tok_off) {
+    l->share = malloc((nn ? nn : 1) * sizeof *l->share);
+    if (!l->frames || !l->ntok || !l->tok_off || !l->share) {
         AVSR_NOMEM(err, nn * 24);
         goto fail;
     }
@@ -554,17 +556,36 @@ static void make_layout(layout *lo, int64_t B, int64_t T, int64_t L, int ch, int
     lo->total = at;
 }
 
-/* Rank's batch at `step`: its clips (n), plan batch index and repeat flag. */
-static int batch_ref(const avsr_loader *l, int64_t step, const int64_t **clips, int64_t *n,
-                     int64_t *index, bool *repeat, avsr_error *err)
+/* Rank's batch at `step` (an item index: step * micro + micro-batch): its
+ * clips (n), the padded length T, plan batch index and repeat flag.
+ * Training: plan batch `step` is split over the ranks (clip j goes to rank
+ * j mod world) and every share is padded to the whole batch's longest clip,
+ * (and its targets to the whole batch's longest target), so a clip's
+ * tensors and its padding are the same for every world size.
+ * Evaluation: whole batches, batch b to rank b mod world. */
+static int batch_ref(avsr_loader *l, int64_t step, const int64_t **clips, int64_t *n,
+                     int64_t *tmax, int64_t *lmax, int64_t *index, bool *repeat,
+                     avsr_error *err)
 {
     if (l->plan) {
         avsr_batch_ref r;
-        if (avsr_plan_batch(l->plan, l->rank * l->micro + (int)(step % l->micro),
-                            step / l->micro, &r, err))
+        if (avsr_plan_batch(l->plan, 0, step, &r, err))
             return -1;
-        *clips = r.clips;
-        *n = r.n;
+        int64_t k = 0;
+        *lmax = 0;
+        for (int64_t j = 0; j < r.n; j++)
+            *lmax = l->ntok[r.clips[j]] > *lmax ? l->ntok[r.clips[j]] : *lmax;
+        for (int64_t j = l->rank; j < r.n; j += l->world)
+            l->share[k++] = r.clips[j];
+        if (k == 0)
+            return avsr_error_set(err, AVSR_ERR_INVALID,
+                                  "loader: batch %" PRId64 " of epoch %" PRIu64 " has %" PRId64
+                                  " clips, fewer than the %d ranks (raise min_clips to the "
+                                  "world size)",
+                                  r.batch, l->epoch, r.n, l->world);
+        *clips = l->share;
+        *n = k;
+        *tmax = r.tmax;
         *index = r.batch;
         *repeat = r.repeat;
         return 0;
@@ -575,6 +596,8 @@ static int batch_ref(const avsr_loader *l, int64_t step, const int64_t **clips, 
                               step);
     *clips = l->ev_clips + l->ev_start[b];
     *n = l->ev_start[b + 1] - l->ev_start[b];
+    *tmax = 0;
+    *lmax = 0;
     *index = b;
     *repeat = false;
     return 0;
@@ -661,11 +684,11 @@ bad:
 static batch_int *assemble(avsr_loader *l, int64_t step, avsr_error *err)
 {
     const int64_t *clips = NULL;
-    int64_t n = 0, index = 0;
+    int64_t n = 0, index = 0, T = 0, L = 0;
     bool repeat = false;
-    if (batch_ref(l, step, &clips, &n, &index, &repeat, err))
+    if (batch_ref(l, step, &clips, &n, &T, &L, &index, &repeat, err))
         return NULL;
-    int64_t T = 0, L = 0, frames = 0;
+    int64_t frames = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t f = l->frames[clips[i]], k = l->ntok[clips[i]];
         T = f > T ? f : T;
@@ -700,6 +723,7 @@ static batch_int *assemble(avsr_loader *l, int64_t step, avsr_error *err)
     pb->epoch = l->epoch;
     pb->step = step / l->micro;
     pb->micro = (int)(step % l->micro);
+    pb->ranks = l->world;
     pb->index = index;
     pb->frames = frames;
     pb->repeat = repeat;
@@ -905,10 +929,10 @@ int avsr_loader_start_micro(avsr_loader *l, uint64_t epoch, int rank, int world,
     l->world = world;
     l->micro = micro;
     if (l->cfg.train) {
-        if (avsr_plan_build(&l->plan, &l->cfg.sampler, epoch, world * micro, l->n, l->frames,
-                            l->ntok, err))
+        if (avsr_plan_build(&l->plan, &l->cfg.sampler, epoch, 1, l->n, l->frames, l->ntok,
+                            err))
             return -1;
-        l->steps = avsr_plan_steps(l->plan) * micro;
+        l->steps = avsr_plan_steps(l->plan) / micro * micro;
         l->counts = *avsr_plan_get_counts(l->plan);
         l->hash = avsr_plan_hash(l->plan);
     } else if (build_eval(l, err)) {
@@ -1009,6 +1033,7 @@ void avsr_loader_close(avsr_loader *l)
     free(l->frames);
     free(l->ntok);
     free(l->tok_off);
+    free(l->share);
     free(l->tok);
     avsr_vocab_free(l->own_vocab);
     avsr_pack_close(l->pack);

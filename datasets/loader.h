@@ -111,6 +111,9 @@ typedef struct avsr_batch {
     uint64_t seed, epoch;   /* augmentation keys (avsr_ctx_set_batch_keys) */
     int64_t step;           /* step within the epoch (resume cursor = step + 1) */
     int micro;              /* micro-batch within the step (0 .. micro - 1) */
+    int ranks;              /* training: the batch is split over this many
+                             * ranks; T and L are the whole batch's longest
+                             * clip and target */
     int64_t index;          /* batch index within the epoch's plan */
     int64_t frames;         /* sum of lengths */
     bool repeat;            /* a repeated batch filling the last step */
@@ -128,20 +131,25 @@ int64_t avsr_loader_clip_frames(const avsr_loader *l, int64_t i); /* -1 if out o
 /* Token ids of clip i (valid until close); *n receives the count. */
 const int32_t *avsr_loader_clip_tokens(const avsr_loader *l, int64_t i, int64_t *n);
 
-/* Build the plan of `epoch` for `world` ranks and start serving rank
- * `rank`'s batches from step `cursor` (0 = the start; steps <= cursor are
- * skipped, so a resumed run continues exactly). Stops a running epoch
- * first. Returns 0 or -1 with err set. */
+/* Build the plan of `epoch` and start serving rank `rank` of `world` its
+ * batches from step `cursor` (0 = the start; steps <= cursor are skipped,
+ * so a resumed run continues exactly): avsr_loader_start_micro with micro
+ * 1. Stops a running epoch first. Returns 0 or -1 with err set. */
 int avsr_loader_start(avsr_loader *l, uint64_t epoch, int rank, int world, int64_t cursor,
                       avsr_error *err);
-/* The same with `micro` batches per rank per step (gradient accumulation):
- * the plan is built for world * micro virtual ranks, and rank r serves
- * the batches of virtual ranks r * micro .. r * micro + micro - 1 at each
- * step, in that order (batch->micro says which). So the batches of one
- * optimizer step are the same set for every (world, micro) with the same
- * product, and a run resumed on another world size with the product kept
- * sees the same data. cursor and avsr_loader_steps count steps. Training
- * loaders only (evaluation: micro 1). */
+/* Training with data parallelism and gradient accumulation. The plan is
+ * built once for all ranks (world size 1 in the sampler's terms, so it does
+ * not depend on the world size); a step consumes `micro` consecutive plan
+ * batches (micro-batches; a tail of fewer than micro batches is dropped),
+ * and every batch is split over the `world` ranks: clip j of the batch goes
+ * to rank j mod world, and every rank's share is padded to the longest clip
+ * (and the longest target) of the whole batch. So the union over ranks of a step's batches is the
+ * same for every world size, each clip is padded the same way, and with
+ * synchronized BatchNorm and a loss normalised by the global number of
+ * utterances an update does not depend on the world size. A batch with
+ * fewer clips than ranks is an error at next() (set the sampler's
+ * min_clips to the world size). cursor and avsr_loader_steps count steps.
+ * Evaluation loaders: micro 1, whole batches dealt round robin. */
 int avsr_loader_start_micro(avsr_loader *l, uint64_t epoch, int rank, int world, int micro,
                             int64_t cursor, avsr_error *err);
 /* The current plan (after start). */

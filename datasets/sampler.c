@@ -27,6 +27,7 @@ struct avsr_plan {
 void avsr_sampler_config_default(avsr_sampler_config *cfg)
 {
     cfg->max_frames = 1600;
+    cfg->min_clips = 1;
     cfg->nbuckets = 50;
     cfg->seed = 42;
     cfg->drop_last = false;
@@ -109,6 +110,9 @@ int avsr_plan_build(avsr_plan **out, const avsr_sampler_config *cfg, uint64_t ep
     *out = NULL;
     if (!cfg)
         return avsr_error_set(err, AVSR_ERR_INVALID, "%s: config is NULL", fn);
+    if (cfg->min_clips < 1)
+        return avsr_error_set(err, AVSR_ERR_INVALID, "%s: min_clips must be >= 1, got %d", fn,
+                              cfg->min_clips);
     if (cfg->max_frames <= 0)
         return avsr_error_set(err, AVSR_ERR_INVALID, "%s: max_frames must be > 0, got %lld", fn,
                               (long long)cfg->max_frames);
@@ -240,7 +244,7 @@ int avsr_plan_build(avsr_plan **out, const avsr_sampler_config *cfg, uint64_t ep
             int64_t L = frames[order[k]];
             int64_t t = L > tmax ? L : tmax;
             p->lens[k] = L;
-            if (cnt > 0 && (cnt + 1) * t > cfg->max_frames) {
+            if (cnt >= cfg->min_clips && (cnt + 1) * t > cfg->max_frames) {
                 cnt = 0;
                 tmax = 0;
                 t = L;
@@ -250,6 +254,20 @@ int avsr_plan_build(avsr_plan **out, const avsr_sampler_config *cfg, uint64_t ep
             cnt++;
             tmax = t;
         }
+    }
+    if (cfg->min_clips > 1) { /* small tails join the batch before them */
+        int64_t w = 0;
+        for (int64_t b = 0; b < nbat; b++) {
+            int64_t end = b + 1 < nbat ? p->bstart[b + 1] : nk;
+            if (w > 0 && end - p->bstart[b] < cfg->min_clips)
+                continue;
+            p->bstart[w++] = p->bstart[b];
+        }
+        if (w >= 2 && p->bstart[1] - p->bstart[0] < cfg->min_clips) {
+            memmove(p->bstart + 1, p->bstart + 2, (size_t)(w - 2) * sizeof *p->bstart);
+            w--;
+        }
+        nbat = w;
     }
     p->bstart[nbat] = nk;
     free(bcount);

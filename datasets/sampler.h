@@ -11,7 +11,10 @@
  *      [min, max] of the kept lengths (linspace, integer arithmetic).
  *   3. shuffle each bucket (Philox stream (seed, epoch, bucket, SHUFFLE)).
  *   4. pack each bucket greedily in that order while the PADDED size
- *      B * Tmax stays <= max_frames (fairseq batch_by_size's rule).
+ *      B * Tmax stays <= max_frames (fairseq batch_by_size's rule), but
+ *      never close a batch below min_clips clips; a bucket's last batch
+ *      with fewer than min_clips clips joins the batch before it (also
+ *      across a bucket boundary; the first batch joins the second).
  *   5. order: batches sorted by padded size (largest first) are cut into
  *      groups of world_size consecutive batches (similar sizes: one step);
  *      the group order is shuffled (stream (seed, epoch, 2^64-1, SHUFFLE)).
@@ -41,6 +44,10 @@ typedef struct avsr_sampler_config {
     bool drop_last;     /* drop the last incomplete step (default false: repeat) */
     int64_t max_len;    /* drop clips longer than this; 0 = no limit (default 0) */
     bool ctc_filter;    /* drop clips with tokens > frames (default true) */
+    int min_clips;      /* every batch gets at least this many clips, even over
+                         * the max_frames budget (default 1); the trainer sets
+                         * it to run.ranks so that a batch split over the
+                         * ranks leaves none empty */
 } avsr_sampler_config;
 
 /* Fill *cfg with the defaults above. */

@@ -163,6 +163,7 @@ static void base_config(avsr_loader_config *c, bool train)
     c->augment.crop_h = c->augment.crop_w = CROP;
     c->sampler.max_frames = 160;
     c->sampler.nbuckets = 4;
+    c->sampler.min_clips = 2; /* world 2 splits every batch */
     c->gen_noise_seconds = 2.0;
 }
 
@@ -264,6 +265,7 @@ static void test_layout(void)
     avsr_loader_config c;
     base_config(&c, true);
     train_noise(&c);
+    c.sampler.min_clips = 1; /* one rank: the budget holds for every batch */
     avsr_loader *l = open_or_bail(&c);
     avsr_error err = {0};
     avsr_loader_start(l, 0, 0, 1, 0, &err);
@@ -321,50 +323,70 @@ static void test_layout(void)
     avsr_loader_close(l);
 }
 
-/* Gradient accumulation: world 1 with 2 micro-batches per step serves, at
- * every step, the same two batches (bitwise) that world 2 serves to its two
- * ranks with 1 each; resuming at a step cursor works in both. */
+/* Data parallelism and accumulation: at every step, world 2's two shares
+ * are the world-1 batch split (clip j to rank j mod 2, in order), padded to
+ * the whole batch's T; with micro 2, step s serves world-1 steps 2s, 2s+1;
+ * resuming at a step cursor works; min_clips keeps shares non-empty. */
 static void test_micro(void)
 {
     avsr_loader_config c;
     base_config(&c, true);
     train_noise(&c);
+    c.sampler.min_clips = 2;
     avsr_loader *l = open_or_bail(&c);
     avsr_error err = {0};
-    uint64_t h2[2][64] = {{0}}, h1[2][64] = {{0}};
-    int64_t n2[2] = {0, 0}, steps1 = 0;
-    bool ok = true;
+    enum { MAXS = 64, MAXB = 64 };
+    static uint64_t ids1[MAXS][MAXB], ids2[2][MAXS][MAXB];
+    static int64_t n1[MAXS], T1[MAXS], n2[2][MAXS], T2[2][MAXS];
+    int64_t s1 = 0, s2[2] = {0, 0};
+    bool ok = avsr_loader_start(l, 3, 0, 1, 0, &err) == 0;
+    avsr_batch *b;
+    while (ok && s1 < MAXS && avsr_loader_next(l, &b, &err) == 1) {
+        n1[s1] = b->B < MAXB ? b->B : MAXB;
+        T1[s1] = b->T;
+        memcpy(ids1[s1], b->sample_ids, (size_t)n1[s1] * 8);
+        s1++;
+        avsr_batch_release(b);
+    }
     for (int r = 0; r < 2; r++) {
         ok = ok && avsr_loader_start(l, 3, r, 2, 0, &err) == 0;
-        avsr_batch *b;
-        while (ok && avsr_loader_next(l, &b, &err) == 1 && n2[r] < 64) {
-            ok = ok && b->step == n2[r] && b->micro == 0;
-            h2[r][n2[r]++] = batch_hash(b);
+        while (ok && s2[r] < MAXS && avsr_loader_next(l, &b, &err) == 1) {
+            int64_t k = s2[r]++;
+            ok = b->step == k && b->ranks == 2;
+            n2[r][k] = b->B < MAXB ? b->B : MAXB;
+            T2[r][k] = b->T;
+            memcpy(ids2[r][k], b->sample_ids, (size_t)n2[r][k] * 8);
             avsr_batch_release(b);
         }
     }
-    ok = ok && avsr_loader_start_micro(l, 3, 0, 1, 2, 0, &err) == 0;
-    steps1 = avsr_loader_steps(l);
-    avsr_batch *b;
+    bool split = ok && s1 > 2 && s2[0] == s1 && s2[1] == s1;
+    for (int64_t k = 0; split && k < s1; k++) {
+        split = n2[0][k] + n2[1][k] == n1[k] && n2[1][k] >= 1 && T2[0][k] == T1[k] &&
+                T2[1][k] == T1[k];
+        for (int64_t j = 0; split && j < n1[k]; j++)
+            split = ids2[j % 2][k][j / 2] == ids1[k][j];
+    }
+    tap_ok(split, "world 2: each of %lld steps is the world-1 batch split clip j -> rank j mod 2, "
+                  "both shares padded to its T%s%s",
+           (long long)s1, ok ? "" : ": ", ok ? "" : err.msg);
+    ok = avsr_loader_start_micro(l, 3, 0, 1, 2, 0, &err) == 0;
     int64_t k = 0;
-    while (ok && avsr_loader_next(l, &b, &err) == 1 && k < 128) {
-        ok = ok && b->step == k / 2 && b->micro == (int)(k % 2);
-        h1[k % 2][k / 2] = batch_hash(b);
+    bool same = ok && avsr_loader_steps(l) == s1 / 2;
+    while (ok && avsr_loader_next(l, &b, &err) == 1) {
+        same = same && b->step == k / 2 && b->micro == (int)(k % 2) && b->B == n1[k] &&
+               !memcmp(b->sample_ids, ids1[k], (size_t)b->B * 8);
         k++;
         avsr_batch_release(b);
     }
-    bool same = ok && n2[0] == n2[1] && steps1 == n2[0] && k == 2 * steps1;
-    for (int64_t s = 0; same && s < steps1; s++)
-        same = h1[0][s] == h2[0][s] && h1[1][s] == h2[1][s];
-    tap_ok(same, "micro 2 x world 1 = micro 1 x world 2: the same batches at each of %lld steps%s%s",
-           (long long)steps1, ok ? "" : ": ", ok ? "" : err.msg);
-    /* resume at step 2 of the micro run */
-    ok = avsr_loader_start_micro(l, 3, 0, 1, 2, 2, &err) == 0 &&
+    tap_ok(same && k == s1 / 2 * 2, "micro 2: step s = world-1 batches 2s and 2s+1 (%lld steps)",
+           (long long)(s1 / 2));
+    ok = avsr_loader_start_micro(l, 3, 0, 1, 2, 1, &err) == 0 &&
          avsr_loader_next(l, &b, &err) == 1;
-    same = ok && b->step == 2 && b->micro == 0 && batch_hash(b) == h2[0][2];
+    same = ok && b->step == 1 && b->micro == 0 && b->B == n1[2] &&
+           !memcmp(b->sample_ids, ids1[2], (size_t)b->B * 8);
     if (ok)
         avsr_batch_release(b);
-    tap_ok(same, "micro 2: a cursor counts steps (step 2 starts with rank 0's batch)");
+    tap_ok(same, "micro 2: cursor 1 starts at world-1 batch 2");
     tap_ok(avsr_loader_start_micro(l, 3, 0, 1, 0, 0, &err) < 0 &&
                !strcmp(err.msg, "avsr_loader_start: 0 micro-batches per step (evaluation serves 1)"),
            "micro 0 is an error: %s", err.msg);
@@ -398,8 +420,9 @@ static void test_coverage_and_independence(void)
     for (int i = 0; i < 34; i++)
         once &= cnt2[i] == 1;
     tap_ok(ok && once, "world 2: every clip served exactly once across the two ranks");
-    tap_ok(h20 == h21 && h20 != h1 && s0 == avsr_loader_steps(l1),
-           "world 2: both ranks have the same plan hash and step count (%016" PRIx64 ")", h20);
+    tap_ok(h20 == h21 && h20 == h1 && s0 == avsr_loader_steps(l1),
+           "world 2: both ranks have world 1's plan hash and the same step count (%016" PRIx64
+           ")", h20);
     tap_ok(memcmp(sh1, sh2, sizeof sh1) == 0,
            "each sample's augmented tensors are bitwise equal for world 1 and world 2");
     avsr_loader_close(l1);
