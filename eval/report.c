@@ -138,8 +138,9 @@ int avsr_eval_point_write(const char *eval_dir, const avsr_eval_result *r,
         json_array_append_new(test, json_string(m->test[i]));
     for (int64_t i = 0; i < r->n; i++) {
         const avsr_eval_utt *u = &r->utt[i];
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:[I, I, I, I], s:[I, I, I, I]}", "id", u->id,
-                              "ref", u->ref, "hyp", u->hyp, "text", u->text, "words",
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:f, s:[I, I, I, I], s:[I, I, I, I]}", "id",
+                              u->id, "ref", u->ref, "hyp", u->hyp, "text", u->text, "score",
+                              u->score, "words",
                               (json_int_t)u->word.sub, (json_int_t)u->word.del,
                               (json_int_t)u->word.ins, (json_int_t)u->word.hit, "chars",
                               (json_int_t)u->chr.sub, (json_int_t)u->chr.del,

@@ -334,14 +334,17 @@ int main(int argc, char **argv)
             }
         }
     }
-    int any = bad ? rank + 1 : 0;
-    if (avsr_comm_allreduce_max_int(comm, &any, 1, &err) < 0)
+    int any[2] = {bad, rank == 0 && bad}; /* anyone failed, rank 0 failed */
+    if (avsr_comm_allreduce_max_int(comm, any, 2, &err) < 0)
         goto out;
-    if (any) {
-        if (bad && (rank == 0 || any - 1 == rank))
+    if (any[0]) { /* one message: rank 0's, else every failing rank's */
+        if (bad && (rank == 0 || !any[1]))
             fprintf(stderr, PROG ": %s\n", err.msg);
         goto out;
     }
+    if (rank == 0 && !o.quiet && r->model_json && strcmp(mf.model_json, r->model_json) != 0)
+        fprintf(stderr, PROG ": note: the configuration in %s (avsr.model) differs from the "
+                        "model section of %s; the model file's is used\n", mf.path, o.recipe);
     const avsr_eval_point *pts = o.n_points ? o.points : sweep;
     int np = o.n_points ? o.n_points : n_sweep;
     for (int i = 0; i < np; i++) { /* every point is checked before the first runs */
