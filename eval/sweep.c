@@ -133,19 +133,30 @@ int avsr_eval_sweep_points(const avsr_recipe *r, avsr_eval_point **out, int *n,
     bool has_clean = false;
     for (int s = 0; s < r->n_sweep_snr; s++)
         has_clean |= isinf(r->sweep_snr[s]) && r->sweep_snr[s] > 0;
+#define ADD(pt)                                                                                \
+    do {                                                                                       \
+        avsr_eval_point q_ = (pt);                                                             \
+        bool dup_ = false;                                                                     \
+        for (int j_ = 0; j_ < k; j_++)                                                         \
+            dup_ |= pts[j_].modality == q_.modality && pts[j_].noise == q_.noise &&            \
+                    (pts[j_].snr_db == q_.snr_db);                                             \
+        if (!dup_)                                                                             \
+            pts[k++] = q_;                                                                     \
+    } while (0)
     for (int mi = 0; mi < r->n_sweep_modality; mi++) {
         avsr_recipe_modality m = r->sweep_modality[mi];
         if (m == AVSR_MODALITY_VIDEO) {
-            pts[k++] = (avsr_eval_point){m, AVSR_NOISE_NONE, INFINITY};
+            ADD(((avsr_eval_point){m, AVSR_NOISE_NONE, INFINITY}));
             continue;
         }
         if (has_clean)
-            pts[k++] = (avsr_eval_point){m, AVSR_NOISE_NONE, INFINITY};
+            ADD(((avsr_eval_point){m, AVSR_NOISE_NONE, INFINITY}));
         for (int ni = 0; ni < r->n_sweep_noise; ni++)
             for (int s = 0; s < r->n_sweep_snr; s++)
                 if (isfinite(r->sweep_snr[s]))
-                    pts[k++] = (avsr_eval_point){m, r->sweep_noise[ni], r->sweep_snr[s]};
+                    ADD(((avsr_eval_point){m, r->sweep_noise[ni], r->sweep_snr[s]}));
     }
+#undef ADD
     if (k == 0) {
         free(pts);
         return avsr_error_set(err, AVSR_ERR_INVALID,

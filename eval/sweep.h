@@ -15,7 +15,8 @@
  * modality of eval.sweep.modalities, video gives its one point; audio and
  * audiovisual give MODALITY:none:clean when the SNR list holds `clean`,
  * then MODALITY:NOISE:SNR for each noise type of eval.sweep.noise and each
- * finite SNR of eval.sweep.snr_db, in the recipe's order.
+ * finite SNR of eval.sweep.snr_db, in the recipe's order (a repeated
+ * point is listed once).
  *
  * Running a point (avsr_eval_run_point): the evaluation loader
  * (datasets/loader.h) cuts the test shards into batches in clip order and

@@ -103,9 +103,9 @@ static void test_points(void)
 
     avsr_recipe r;
     memset(&r, 0, sizeof r);
-    int noise[2] = {AVSR_NOISE_BABBLE, AVSR_NOISE_WHITE};
+    int noise[3] = {AVSR_NOISE_BABBLE, AVSR_NOISE_WHITE, AVSR_NOISE_BABBLE}; /* repeated */
     r.sweep_noise = noise;
-    r.n_sweep_noise = 2;
+    r.n_sweep_noise = 3;
     r.sweep_snr[0] = INFINITY;
     r.sweep_snr[1] = 5;
     r.sweep_snr[2] = -5;
@@ -129,7 +129,7 @@ static void test_points(void)
                        "audio-white--5 video-none-clean audiovisual-none-clean "
                        "audiovisual-babble-5 audiovisual-babble--5 audiovisual-white-5 "
                        "audiovisual-white--5";
-    tap_ok(n == 11 && strcmp(all, want) == 0, "sweep of 3 modalities x 2 noises x {clean, 5, -5}: "
+    tap_ok(n == 11 && strcmp(all, want) == 0, "sweep of 3 modalities x 2 noises (one repeated) x {clean, 5, -5}: "
            "%d points in order (%s)", n, all);
     free(pts);
     r.n_sweep_modality = 0;
