@@ -5,6 +5,8 @@
  *   eval_fixture nometa PATH              its tensors without metadata
  *   eval_fixture av-pack PATH N SEED ROI  an AV pack of N random clips
  *   eval_fixture noise-pack PATH N SEED   a noise corpus
+ *   eval_fixture meta FILE KEY            print a metadata value of a
+ *                                         safetensors file (exit 1 if absent)
  *   eval_fixture recognize MODEL SEARCH PACK...
  *       the clean audio-visual point of the packs, one clip per batch, with
  *       SEARCH (attention_beam, ctc_beam, ctc_greedy; otherwise the default
@@ -103,9 +105,20 @@ int main(int argc, char **argv)
         eu_write_noise_pack(argv[2], atoi(argv[3]), strtoull(argv[4], NULL, 10));
         return 0;
     }
+    if (!strcmp(cmd, "meta") && argc == 4) {
+        avsr_error err = {0};
+        avsr_st *st = avsr_st_open(argv[2], &err);
+        const char *v = st ? avsr_st_meta(st, argv[3]) : NULL;
+        if (v)
+            printf("%s\n", v);
+        else
+            fprintf(stderr, "%s\n", st ? "no such metadata key" : err.msg);
+        avsr_st_close(st);
+        return v ? 0 : 1;
+    }
     if (!strcmp(cmd, "recognize") && argc >= 5)
         return recognize(argc, argv);
     fprintf(stderr, "usage: eval_fixture model PATH SEED | nometa PATH | av-pack PATH N SEED ROI "
-                    "| noise-pack PATH N SEED | recognize MODEL SEARCH PACK...\n");
+                    "| noise-pack PATH N SEED | meta FILE KEY | recognize MODEL SEARCH PACK...\n");
     return 2;
 }
