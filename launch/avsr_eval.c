@@ -214,7 +214,9 @@ static int report(const avsr_recipe *r, bool quiet)
         fprintf(stderr, PROG ": out of memory\n");
         return 1;
     }
-    avsr_eval_sweep_points(r, &order, &n_order, &err); /* only the order: failure is fine */
+    avsr_error oerr = {0}; /* the sweep only orders the table: without one, name order */
+    if (avsr_eval_sweep_points(r, &order, &n_order, &oerr) < 0)
+        order = NULL, n_order = 0;
     avsr_eval_report_opts ro = {dir, order, n_order, stdout, NULL};
     avsr_eval_report_info info;
     int rc = avsr_eval_report(&ro, &info, &err);

@@ -306,7 +306,8 @@ int main(int argc, char **argv)
     avsr_error err = {0};
     if (o.threads == 0) {
         avsr_threads_choice tc;
-        o.threads = avsr_threads_resolve("auto", 1, &tc, &err) == 0 ? tc.threads : 1;
+        avsr_error terr = {0};
+        o.threads = avsr_threads_resolve("auto", 1, &tc, &terr) == 0 ? tc.threads : 1;
     }
     avsr_ctx_opts co = {o.threads, 0, AVSR_DEV_CPU};
     avsr_ctx *ctx = avsr_ctx_create(&co, &err);
