@@ -651,8 +651,13 @@ static int run_gnuplot(const char *dir, const char *prog, avsr_eval_report_info 
         for (char *c = msg; *c; c++)
             if (*c == '\n')
                 *c = ' ';
-        return avsr_error_set(err, AVSR_ERR_INVALID, "%s/wer_vs_snr.gp: %s failed: %s", dir,
-                              prog, msg);
+        char how[48];
+        if (WIFEXITED(status))
+            snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(status));
+        else
+            snprintf(how, sizeof how, "signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        return avsr_error_set(err, AVSR_ERR_INVALID, "%s/wer_vs_snr.gp: %s failed (%s)%s%s", dir,
+                              prog, how, msg[0] ? ": " : "", msg);
     }
     info->plotted = 1;
     return 0;
@@ -755,6 +760,10 @@ static int write_plot(const char *dir, const table *t, const char *prog,
         } else {
             avsr_fsync_dir_of(png, NULL);
         }
+    }
+    if (rc == 0 && !info->plotted && png && svg) { /* no stale plot beside new results */
+        unlink(png);
+        unlink(svg);
     }
     if (png_t)
         unlink(png_t);

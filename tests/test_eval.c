@@ -493,6 +493,25 @@ static void test_point_and_report(avsr_ctx *ctx)
            "results.md: rows clean, 5, -5; columns modality x noise");
     free(md);
 
+    /* without gnuplot: everything but the plot, and a warning; gnuplot failing: an error */
+    {
+        avsr_eval_report_opts ro = {ev[0], NULL, 0, NULL, "/nonexistent/gnuplot"};
+        avsr_eval_report_info info;
+        rc = avsr_eval_report(&ro, &info, &err);
+        struct stat sp;
+        tap_ok(rc == 0 && !info.plotted && stat(png, &sp) != 0 &&
+                   strcmp(info.warning, "/nonexistent/gnuplot not found: wer_vs_snr.png and .svg "
+                                        "not written (install gnuplot-nox)") == 0,
+               "no gnuplot: the report is written with a warning, no stale plot left: %s",
+               info.warning);
+        ro.gnuplot = "false";
+        rc = avsr_eval_report(&ro, &info, &err);
+        char want[400];
+        snprintf(want, sizeof want, "%s/wer_vs_snr.gp: false failed (exit status 1)", ev[0]);
+        tap_ok(rc < 0 && strcmp(err.msg, want) == 0, "gnuplot failing is an error: %s", err.msg);
+        avsr_error_clear(&err);
+    }
+
     /* a point evaluated differently */
     char cmd[700];
     snprintf(cmd, sizeof cmd,
