@@ -134,7 +134,8 @@ static int remember(dec_state *s, int n, int len, const int *utt, const int64_t 
     }
     for (int h = 0; h < n; h++) {
         s->prev_utt[h] = utt[h];
-        memcpy(s->prev_prefix + (size_t)h * (size_t)len, prefixes[h], sizeof(int64_t) * (size_t)len);
+        memcpy(s->prev_prefix + (size_t)h * (size_t)len, prefixes[h],
+               sizeof(int64_t) * (size_t)len);
     }
     s->prev_n = n;
     s->prev_len = len;

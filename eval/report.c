@@ -249,7 +249,8 @@ static int read_point(const char *dir, const char *fname, rpoint *rp, avsr_error
                               rp->file, spec, want);
     json_t *id = json_pack("{s:O, s:O, s:O, s:O}", "model", model, "search", search, "seed", seed,
                            "test", test);
-    rp->ident = id ? json_dumps(id, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(12)) : NULL;
+    rp->ident =
+        id ? json_dumps(id, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(12)) : NULL;
     json_decref(id);
     if (!rp->ident)
         return AVSR_NOMEM(err, 0);

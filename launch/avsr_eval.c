@@ -29,9 +29,9 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: mpirun -np K " PROG " [options] RECIPE.yaml     the whole sweep, then the report\n"
-            "       " PROG " [options] RECIPE.yaml --point M:N:S      one sweep point\n"
-            "       " PROG " report RECIPE.yaml                       merge the points into results\n"
+            "usage: mpirun -np K " PROG " [options] RECIPE.yaml   the sweep, then the report\n"
+            "       " PROG " [options] RECIPE.yaml --point M:N:S    one sweep point\n"
+            "       " PROG " report RECIPE.yaml                     merge the points\n"
             "\n"
             "Decodes the recipe's test shards (data.test) with the model under the sweep of\n"
             "eval.sweep (modalities x noise types x SNRs) and the search of eval.search.\n"

@@ -134,8 +134,8 @@ static int transcribe(avsr_ctx *ctx, const avsr_model_file *mf, const avsr_recog
                        o->roi, crop, crop);
         goto out;
     }
-    int64_t F = has_v ? med.frames
-                      : (med.samples + AVSR_PACK_SAMPLES_PER_FRAME - 1) / AVSR_PACK_SAMPLES_PER_FRAME;
+    const int64_t spf = AVSR_PACK_SAMPLES_PER_FRAME;
+    int64_t F = has_v ? med.frames : (med.samples + spf - 1) / spf;
     if (F < 1) {
         avsr_error_set(err, AVSR_ERR_INVALID, "%s: nothing to transcribe (empty media)", path);
         goto out;

@@ -129,7 +129,8 @@ static void test_points(void)
                        "audio-white--5 video-none-clean audiovisual-none-clean "
                        "audiovisual-babble-5 audiovisual-babble--5 audiovisual-white-5 "
                        "audiovisual-white--5";
-    tap_ok(n == 11 && strcmp(all, want) == 0, "sweep of 3 modalities x 2 noises (one repeated) x {clean, 5, -5}: "
+    tap_ok(n == 11 && strcmp(all, want) == 0,
+           "sweep of 3 modalities x 2 noises (one repeated) x {clean, 5, -5}: "
            "%d points in order (%s)", n, all);
     free(pts);
     r.n_sweep_modality = 0;
@@ -231,7 +232,8 @@ static void test_recognize(avsr_ctx *ctx)
     for (int b = 0; rc == 0 && b < 3; b++) {
         int n = avsr_nbest_len(&nb[b], 0);
         same += n == got[b].n_tokens &&
-                memcmp(nb[b].tokens + nb[b].offset[0], got[b].tokens, sizeof(int64_t) * (size_t)n) == 0;
+                memcmp(nb[b].tokens + nb[b].offset[0], got[b].tokens,
+                       sizeof(int64_t) * (size_t)n) == 0;
         worst = fmax(worst, fabs(nb[b].score[0] - got[b].score));
         worst = fmax(worst, fabs(nb[b].score_dec[0] - got[b].score_dec));
     }
