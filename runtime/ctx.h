@@ -84,6 +84,12 @@ uint64_t avsr_ctx_epoch(const avsr_ctx *ctx);
 typedef int (*avsr_allreduce_fn)(void *user, double *buf, int n, avsr_error *err);
 void avsr_ctx_set_bn_sync(avsr_ctx *ctx, avsr_allreduce_fn fn, void *user);
 
+/* Floating-point operations of the matrix products and convolutions run
+ * through this context so far (forward and backward; 2 per multiply-add),
+ * never reset: the trainer reports achieved GFLOP/s per step from it. */
+void avsr_ctx_add_flops(avsr_ctx *ctx, double flops);
+double avsr_ctx_flops(const avsr_ctx *ctx);
+
 /* End of step: free all activations, clear the tape. */
 void avsr_ctx_reset(avsr_ctx *ctx);
 

@@ -764,12 +764,13 @@ static void stage_free(trainer *t)
 typedef struct step_out {
     double sums[S_COUNT]; /* global */
     double grad_norm, lr, seconds, comm_seconds;
+    double flops;         /* this rank's matrix-product and convolution FLOPs */
     bool skipped;
 } step_out;
 
 static int train_step(trainer *t, step_out *so, avsr_error *err)
 {
-    double t0 = now();
+    double t0 = now(), f0 = avsr_ctx_flops(t->ctx);
     double s[S_COUNT + 1] = {0};
     int rc = 0;
     avsr_params_zero_grad(t->p);
@@ -854,6 +855,7 @@ static int train_step(trainer *t, step_out *so, avsr_error *err)
             return -1;
     }
     so->seconds = now() - t0;
+    so->flops = avsr_ctx_flops(t->ctx) - f0;
     return 0;
 }
 
@@ -884,6 +886,8 @@ static void report_step(trainer *t, const step_out *so, int64_t steps_in_epoch)
     jset_num(o, "frames_per_s", fps);
     jset_num(o, "step_s", so->seconds);
     jset_num(o, "allreduce_s", so->comm_seconds);
+    /* this rank's GEMM and convolution work; ranks do about the same */
+    jset_num(o, "gflops_per_s", so->seconds > 0 ? so->flops * t->world / so->seconds * 1e-9 : 0);
     jset_num(o, "peak_rss_mb", peak_rss_mb());
     jset_num(o, "arena_peak_mb", (double)avsr_ctx_arena_peak(t->ctx) / 1048576.0);
     metrics_write(t, o);
