@@ -118,26 +118,6 @@ static void note(trainer *t, const char *fmt, ...)
     fflush(t->log);
 }
 
-static int mkdir_p(const char *path, avsr_error *err)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return avsr_error_set(err, AVSR_ERR_INVALID, "%s: path too long", path);
-    for (char *s = buf + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-                return avsr_error_set(err, AVSR_ERR_IO, "%s: cannot create directory: %s", buf,
-                                      strerror(errno));
-            *s = c;
-            if (!c)
-                break;
-        }
-    }
-    return 0;
-}
-
 static bool file_exists(const char *path)
 {
     struct stat sb;
@@ -994,7 +974,7 @@ static int run_stage(trainer *t, avsr_error *err)
         note(t, "stage '%s' already finished (%s); skipping", st->name, fin);
         return 0;
     }
-    int rc = t->rank == 0 ? mkdir_p(t->dir, err) : 0;
+    int rc = t->rank == 0 ? avsr_mkdir_p(t->dir, err) : 0;
     if (share_status(t, rc, err) < 0)
         return -1;
     if (t->rank == 0) {
@@ -1193,7 +1173,7 @@ int avsr_train(const avsr_recipe *r, avsr_comm *c, const avsr_train_opts *o, avs
     }
     if (!(t.vocab_json = avsr_vocab_to_json(r->vocab, err)))
         goto out;
-    rc = t.rank == 0 ? mkdir_p(r->exp_dir, err) : 0;
+    rc = t.rank == 0 ? avsr_mkdir_p(r->exp_dir, err) : 0;
     if (share_status(&t, rc, err) < 0) {
         rc = -1;
         goto out;
