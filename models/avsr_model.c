@@ -1045,7 +1045,13 @@ void avsr_model_summary(const avsr_model *m, const avsr_params *p, FILE *f)
     fprintf(f, "| %-16s | %15s | %15s | %15s |\n", "module", "trainable", "frozen", "total");
     fprintf(f, "|%s|%s:|%s:|%s:|\n", "------------------", "----------------",
             "----------------", "----------------");
-    for (int mod = 0; mod < AVSR_MOD_COUNT; mod++) {
+    /* in data-flow order: the fusion module sits in front of everything */
+    static const int order[AVSR_MOD_COUNT] = {AVSR_MOD_FUSION_MODULE, AVSR_MOD_VISUAL,
+                                              AVSR_MOD_AUDIO,         AVSR_MOD_FUSION,
+                                              AVSR_MOD_ENCODER,       AVSR_MOD_DECODER,
+                                              AVSR_MOD_CTC};
+    for (int k = 0; k < AVSR_MOD_COUNT; k++) {
+        int mod = order[k];
         if (!m->n_members[mod])
             continue;
         int64_t t, fr;
