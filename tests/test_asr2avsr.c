@@ -23,6 +23,7 @@
 #include "fe_golden.h"
 #include "models/avsr_model.h"
 #include "models/builder.h"
+#include "models/search.h"
 #include "ops.h"
 #include "safetensors.h"
 #include "tap.h"
@@ -407,6 +408,29 @@ static void errors(avsr_ctx *ctx, avsr_st *st, net *s, net *t, net *sp)
                 "model: the dec_ce loss needs an attention decoder (model.decoder); the model is "
                 "CTC only",
                 "dec_ce on a CTC-only model");
+    /* a CTC-only teacher decodes with CTC greedy */
+    avsr_model_teacher_out tc;
+    rc = avsr_model_teach(ctx, pl.m, &cin, true, &tc);
+    int64_t el[2];
+    avsr_tensor *e = rc == 0 ? avsr_model_encode(ctx, pl.m, &cin, el) : NULL;
+    avsr_tensor *lp = e ? avsr_model_ctc_log_probs(ctx, pl.m, e) : NULL;
+    int lens[2] = {(int)el[0], (int)el[1]}, ol[2] = {-1, -1};
+    int64_t Te = e ? e->shape[1] : 0;
+    int64_t *ref = lp ? malloc(sizeof *ref * (size_t)(2 * Te)) : NULL;
+    avsr_error gerr = {0};
+    bool same = ref && avsr_ctc_greedy_batch(avsr_f32(lp), 2, (int)Te, 11, lens, 0, ref, ol,
+                                             &gerr) == 0;
+    for (int b2 = 0; same && b2 < 2; b2++) {
+        same = tc.token_lengths[b2] == ol[b2] && tc.max_tokens >= ol[b2];
+        for (int64_t j = 0; same && j < tc.max_tokens; j++)
+            same = tc.tokens[b2 * tc.max_tokens + j] ==
+                   (j < ol[b2] ? ref[b2 * Te + j] : -1);
+    }
+    tap_ok(rc == 0 && same && tc.mel && tc.max_tokens >= 1,
+           "a CTC-only teacher gives CTC greedy tokens, padded with -1 (%d and %d tokens)",
+           ol[0], ol[1]);
+    free(ref);
+    avsr_ctx_reset(ctx);
     drop(&pl);
     expect_fail(ctx, avsr_model_forward_losses(ctx, s->m, &sin, &mel, NULL, &o),
                 "model: the mel_l1 / enc_l1 losses need a teacher output (avsr_model_teach)",
