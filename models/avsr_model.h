@@ -215,8 +215,9 @@ typedef struct avsr_model_input {
 
 typedef struct avsr_losses {
     avsr_tensor *total;  /* [1] the weighted sum (what backward starts from) */
-    avsr_tensor *ctc;    /* [1] (NULL without targets) */
-    avsr_tensor *att;    /* [1] or NULL without decoder / targets */
+    avsr_tensor *ctc;    /* [1], or NULL when no term contains it (hybrid, ctc) */
+    avsr_tensor *att;    /* [1], or NULL without decoder or when no term contains
+                          * it (hybrid, dec_ce) */
     avsr_tensor *mel_l1; /* [1] or NULL when the term is off */
     avsr_tensor *enc_l1; /* [1] or NULL when the term is off */
     double att_acc;      /* attention accuracy (0 without decoder) */
