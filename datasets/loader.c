@@ -560,16 +560,21 @@ static void make_layout(layout *lo, int64_t B, int64_t T, int64_t L, int ch, int
  * clips (n), the padded length T, plan batch index and repeat flag.
  * Training: plan batch `step` is split over the ranks (clip j goes to rank
  * j mod world) and every share is padded to the whole batch's longest clip,
- * so a clip's tensors and its padding are the same for every world size.
+ * (and its targets to the whole batch's longest target), so a clip's
+ * tensors and its padding are the same for every world size.
  * Evaluation: whole batches, batch b to rank b mod world. */
 static int batch_ref(avsr_loader *l, int64_t step, const int64_t **clips, int64_t *n,
-                     int64_t *tmax, int64_t *index, bool *repeat, avsr_error *err)
+                     int64_t *tmax, int64_t *lmax, int64_t *index, bool *repeat,
+                     avsr_error *err)
 {
     if (l->plan) {
         avsr_batch_ref r;
         if (avsr_plan_batch(l->plan, 0, step, &r, err))
             return -1;
         int64_t k = 0;
+        *lmax = 0;
+        for (int64_t j = 0; j < r.n; j++)
+            *lmax = l->ntok[r.clips[j]] > *lmax ? l->ntok[r.clips[j]] : *lmax;
         for (int64_t j = l->rank; j < r.n; j += l->world)
             l->share[k++] = r.clips[j];
         if (k == 0)
@@ -592,6 +597,7 @@ static int batch_ref(avsr_loader *l, int64_t step, const int64_t **clips, int64_
     *clips = l->ev_clips + l->ev_start[b];
     *n = l->ev_start[b + 1] - l->ev_start[b];
     *tmax = 0;
+    *lmax = 0;
     *index = b;
     *repeat = false;
     return 0;
@@ -678,11 +684,11 @@ bad:
 static batch_int *assemble(avsr_loader *l, int64_t step, avsr_error *err)
 {
     const int64_t *clips = NULL;
-    int64_t n = 0, index = 0, T = 0;
+    int64_t n = 0, index = 0, T = 0, L = 0;
     bool repeat = false;
-    if (batch_ref(l, step, &clips, &n, &T, &index, &repeat, err))
+    if (batch_ref(l, step, &clips, &n, &T, &L, &index, &repeat, err))
         return NULL;
-    int64_t L = 0, frames = 0;
+    int64_t frames = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t f = l->frames[clips[i]], k = l->ntok[clips[i]];
         T = f > T ? f : T;

@@ -112,7 +112,8 @@ typedef struct avsr_batch {
     int64_t step;           /* step within the epoch (resume cursor = step + 1) */
     int micro;              /* micro-batch within the step (0 .. micro - 1) */
     int ranks;              /* training: the batch is split over this many
-                             * ranks; T is the whole batch's longest clip */
+                             * ranks; T and L are the whole batch's longest
+                             * clip and target */
     int64_t index;          /* batch index within the epoch's plan */
     int64_t frames;         /* sum of lengths */
     bool repeat;            /* a repeated batch filling the last step */
@@ -142,7 +143,7 @@ int avsr_loader_start(avsr_loader *l, uint64_t epoch, int rank, int world, int64
  * batches (micro-batches; a tail of fewer than micro batches is dropped),
  * and every batch is split over the `world` ranks: clip j of the batch goes
  * to rank j mod world, and every rank's share is padded to the longest clip
- * of the whole batch. So the union over ranks of a step's batches is the
+ * (and the longest target) of the whole batch. So the union over ranks of a step's batches is the
  * same for every world size, each clip is padded the same way, and with
  * synchronized BatchNorm and a loss normalised by the global number of
  * utterances an update does not depend on the world size. A batch with

@@ -1,42 +1,52 @@
-/* avsr-worker: trains the stages of a recipe (DESIGN.md §1).
+/* avsr-worker: trains the stages of a recipe (DESIGN.md section 1).
  *
- * This build supports the model summary only:
- *     avsr-worker --summary recipe.yaml
- * loads the recipe, reads data.tokenizer for the vocabulary size, builds the
- * model from the `model:` section (parameters registered, no values
- * allocated) and prints the parameter table. Training, --check and --stage
- * come with the trainer; until then any other invocation exits with status 2
- * and says what this build supports. docs/tools/avsr-worker.md. */
+ *     mpirun -np N avsr-worker RECIPE.yaml [--stage S] [--force-resume]
+ *     avsr-worker --check RECIPE.yaml
+ *     avsr-worker --summary [--vocab N] RECIPE.yaml
+ *
+ * Training is train/trainer.c; the recipe is read and validated by
+ * train/recipe.c before any rank starts work. Exit status: 0 done, 1 a
+ * training error, 2 a usage or recipe error, 75 stopped by SIGTERM/SIGUSR1
+ * after a checkpoint (requeue: re-running resumes), 130 stopped by SIGINT
+ * after a checkpoint. docs/tools/avsr-worker.md. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "datasets/tokenizer.h"
+#include "dist/comm.h"
 #include "models/builder.h"
 #include "params.h"
+#include "train/recipe.h"
+#include "train/trainer.h"
 #include "yamltree.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: avsr-worker --summary [--vocab N] RECIPE.yaml\n"
+            "usage: mpirun -np N avsr-worker RECIPE.yaml [--stage S] [--force-resume]\n"
+            "       avsr-worker --check RECIPE.yaml\n"
+            "       avsr-worker --summary [--vocab N] RECIPE.yaml\n"
             "\n"
-            "Options supported by this build:\n"
-            "  --summary RECIPE.yaml  build the model of the recipe's `model:` section (with the\n"
-            "                         vocabulary of data.tokenizer) and print its parameter\n"
-            "                         table: trainable, frozen and total parameters per module\n"
-            "                         (visual frontend, audio frontend, fusion, encoder, decoder,\n"
-            "                         ctc) and the grand total. No parameter memory is allocated.\n"
-            "  --vocab N              with --summary: vocabulary size N (blank and eos\n"
-            "                         included) instead of data.tokenizer's; needed for\n"
-            "                         sentencepiece tokenizers (this build knows only the\n"
-            "                         41-symbol char vocabulary)\n"
-            "  -h, --help             this text\n"
+            "Train the stages of RECIPE.yaml in order (or only stage S), data-parallel over\n"
+            "the MPI ranks. Re-running the same command resumes from the newest complete\n"
+            "checkpoint of the unfinished stage; finished stages are skipped.\n"
             "\n"
-            "Not in this build (they come with the trainer): training a recipe\n"
-            "(`avsr-worker RECIPE.yaml [--stage S]`), --check. Such invocations exit with\n"
-            "status 2.\n");
+            "  --stage S          run only stage S\n"
+            "  --force-resume     resume although the recipe changed since the checkpoint\n"
+            "  --check            validate the recipe and print it with every default filled\n"
+            "                     in (no MPI needed)\n"
+            "  --summary          print the parameter table of the recipe's model: trainable,\n"
+            "                     frozen and total parameters per module (no MPI needed)\n"
+            "  --vocab N          with --summary: vocabulary size N instead of\n"
+            "                     data.tokenizer's (for sentencepiece tokenizers)\n"
+            "  -h, --help         this text\n"
+            "\n"
+            "Exit status: 0 done; 1 training failed; 2 bad usage or recipe; 75 stopped by\n"
+            "SIGTERM/SIGUSR1 after a checkpoint (requeue: re-running resumes); 130 stopped\n"
+            "by SIGINT after a checkpoint.\n");
 }
 
 /* data.tokenizer -> vocabulary size. Only the char tokenizer is known here. */
@@ -93,19 +103,77 @@ out:
     return rc;
 }
 
+static int check(const char *path)
+{
+    avsr_error err = {0};
+    avsr_recipe *r = avsr_recipe_load(path, &err);
+    if (!r) {
+        fprintf(stderr, "avsr-worker: %s\n", err.msg);
+        return 2;
+    }
+    char *text = avsr_recipe_resolved_yaml(r);
+    if (text)
+        fputs(text, stdout);
+    free(text);
+    avsr_recipe_free(r);
+    return text ? 0 : 1;
+}
+
+static int train(const char *path, const char *stage, bool force)
+{
+    avsr_error err = {0};
+    /* every rank reads and checks the recipe itself (the same file, the
+     * same verdict), before any collective work */
+    avsr_recipe *r = avsr_recipe_load(path, &err);
+    avsr_comm_opts co = {.timeout_s = r ? r->watchdog_s : 0};
+    avsr_error cerr = {0};
+    avsr_comm *c = avsr_comm_mpi_create(NULL, NULL, &co, &cerr);
+    if (r && !c)
+        err = cerr;
+    if (!r || !c) {
+        if (!c || avsr_comm_rank(c) == 0)
+            fprintf(stderr, "avsr-worker: %s\n", err.msg);
+        avsr_comm_destroy(c);
+        avsr_recipe_free(r);
+        return r ? 1 : 2;
+    }
+    avsr_train_opts o = {.stage = stage, .force_resume = force, .log = stderr};
+    int rc = avsr_train(r, c, &o, &err);
+    if (rc < 0) {
+        /* the message may be this rank's alone: print it, and leave without
+         * finalising so that mpirun ends the ranks still waiting */
+        if (avsr_comm_size(c) > 1) {
+            fprintf(stderr, "avsr-worker: rank %d: %s\n", avsr_comm_rank(c), err.msg);
+            fflush(stderr);
+            _exit(1);
+        }
+        fprintf(stderr, "avsr-worker: %s\n", err.msg);
+        rc = 1;
+    }
+    avsr_comm_destroy(c);
+    avsr_recipe_free(r);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        usage(stdout);
-        return 0;
-    }
-    const char *recipe = NULL;
+    const char *recipe = NULL, *stage = NULL;
     int vocab = 0;
-    bool want_summary = false, bad = false;
+    bool want_summary = false, want_check = false, force = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--summary")) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--summary")) {
             want_summary = true;
-        } else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) {
+        } else if (!strcmp(a, "--check")) {
+            want_check = true;
+        } else if (!strcmp(a, "--force-resume")) {
+            force = true;
+        } else if (!strcmp(a, "--stage") && i + 1 < argc) {
+            stage = argv[++i];
+        } else if (!strcmp(a, "--vocab") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
             if (*end || v < 3 || v > 10000000) {
@@ -113,16 +181,24 @@ int main(int argc, char **argv)
                 return 2;
             }
             vocab = (int)v;
-        } else if (argv[i][0] != '-' && !recipe) {
-            recipe = argv[i];
+        } else if (a[0] != '-' && !recipe) {
+            recipe = a;
         } else {
-            bad = true;
+            fprintf(stderr, "avsr-worker: unknown or incomplete argument '%s'\n", a);
+            usage(stderr);
+            return 2;
         }
     }
-    if (want_summary && recipe && !bad)
+    if (!recipe || (want_summary && want_check) || (vocab && !want_summary)) {
+        fprintf(stderr, "avsr-worker: %s\n",
+                !recipe ? "no recipe given" : "--summary, --check and --vocab do not combine "
+                                              "that way");
+        usage(stderr);
+        return 2;
+    }
+    if (want_summary)
         return summary(recipe, vocab);
-    fprintf(stderr, "avsr-worker: this build supports only --summary RECIPE.yaml and --help; "
-                    "training (and --check, --stage) is not implemented yet\n");
-    usage(stderr);
-    return 2;
+    if (want_check)
+        return check(recipe);
+    return train(recipe, stage, force);
 }

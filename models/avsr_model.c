@@ -687,7 +687,8 @@ static avsr_tensor *att_loss(avsr_ctx *ctx, const avsr_model *m, const avsr_mode
         for (int64_t j = 0; j < s[1]; j++)
             py[i * s[1] + j] = j < b->target_lengths[i] ? b->targets[i * L + j] : IGNORE_ID;
     avsr_tensor *ys_in, *ys_out;
-    if (avsr_decoder_make_inputs(ctx, ys, V - 1, V - 1, IGNORE_ID, &ys_in, &ys_out, NULL) < 0)
+    if (avsr_decoder_make_inputs(ctx, ys, V - 1, V - 1, IGNORE_ID, b->pad_target, &ys_in,
+                                 &ys_out, NULL) < 0)
         return NULL;
     avsr_tensor *mem = out->enc;
     if (m->has_proj_decoder)

@@ -211,6 +211,9 @@ typedef struct avsr_model_input {
     const int64_t *targets;        /* [B, max_target] or NULL */
     const int64_t *target_lengths; /* [B] */
     int64_t max_target;
+    int64_t pad_target;            /* decoder sequences padded to at least this
+                                    * many labels (0: the longest in the batch;
+                                    * avsr_decoder_make_inputs) */
 } avsr_model_input;
 
 typedef struct avsr_losses {

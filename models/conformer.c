@@ -305,7 +305,8 @@ avsr_tensor *avsr_conformer_encoder_forward(avsr_ctx *ctx, const avsr_conformer_
         int64_t ps[3] = {1, 2 * T - 1, d};
         pos = avsr_op_reshape(ctx, avsr_op_rel_positions(ctx, T, d), 3, ps);
         x = avsr_op_dropout(ctx, x, c->pos_dropout, c->purpose_base + 0);
-        pos = avsr_op_dropout(ctx, pos, c->pos_dropout, c->purpose_base + 1);
+        /* one mask for the batch (ESPnet), keyed by the batch, not by a sample */
+        pos = avsr_op_dropout_shared(ctx, pos, c->pos_dropout, c->purpose_base + 1);
     } else {
         x = avsr_op_add(ctx, avsr_op_scale(ctx, x, sqrtf((float)d)),
                         avsr_op_sinusoid_positions(ctx, T, d)); /* [T, d] broadcast */

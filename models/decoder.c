@@ -96,8 +96,8 @@ static int64_t get_id(const avsr_tensor *t, int64_t i)
 }
 
 int avsr_decoder_make_inputs(avsr_ctx *ctx, avsr_tensor *ys, int64_t sos, int64_t eos,
-                             int64_t ignore, avsr_tensor **ys_in, avsr_tensor **ys_out,
-                             int64_t *out_lengths)
+                             int64_t ignore, int64_t pad_to, avsr_tensor **ys_in,
+                             avsr_tensor **ys_out, int64_t *out_lengths)
 {
     *ys_in = *ys_out = NULL;
     if (!ys || avsr_ctx_failed(ctx))
@@ -115,6 +115,8 @@ int avsr_decoder_make_inputs(avsr_ctx *ctx, avsr_tensor *ys, int64_t sos, int64_
             n += get_id(ys, b * L + t) != ignore;
         lmax = n > lmax ? n : lmax;
     }
+    if (pad_to > lmax)
+        lmax = pad_to;
     int64_t s[2] = {B, lmax + 1};
     avsr_tensor *in = avsr_tensor_new(ctx, AVSR_I64, 2, s);
     avsr_tensor *out = avsr_tensor_new(ctx, AVSR_I64, 2, s);

@@ -80,10 +80,15 @@ void avsr_decoder_free(avsr_decoder *dec);
 /* ESPnet add_sos_eos: ys [B, L] (I64, padded with ignore) -> ys_in =
  * [sos, y...] padded with eos, ys_out = [y..., eos] padded with ignore,
  * both [B, Lmax + 1] I64 (arena), Lmax = the longest label sequence. Also
- * writes the B lengths (label count + 1) into out_lengths if not NULL. */
+ * writes the B lengths (label count + 1) into out_lengths if not NULL.
+ * pad_to > Lmax widens both to [B, pad_to + 1] (more eos / ignore): the
+ * trainer pads a rank's share of a batch to the whole batch's longest
+ * sequence, so that the decoder's shapes, and with them the positions of
+ * its attention-dropout streams, do not depend on how the batch was split.
+ * 0 = no extra padding (ESPnet). */
 int avsr_decoder_make_inputs(avsr_ctx *ctx, avsr_tensor *ys, int64_t sos, int64_t eos,
-                             int64_t ignore, avsr_tensor **ys_in, avsr_tensor **ys_out,
-                             int64_t *out_lengths);
+                             int64_t ignore, int64_t pad_to, avsr_tensor **ys_in,
+                             avsr_tensor **ys_out, int64_t *out_lengths);
 
 /* Teacher forcing: ys_in [B, L] I64/I32, memory [B, S, d], mem_lengths
  * (B entries, NULL = all S) -> logits [B, L, V]. */

@@ -125,6 +125,10 @@ uint64_t avsr_ctx_sample_id(const avsr_ctx *ctx, int b)
 }
 
 uint64_t avsr_ctx_seed(const avsr_ctx *ctx) { return ctx->seed; }
+void avsr_ctx_set_batch_id(avsr_ctx *ctx, uint64_t id) { ctx->batch_id = id; }
+void avsr_ctx_add_flops(avsr_ctx *ctx, double flops) { ctx->flops += flops; }
+double avsr_ctx_flops(const avsr_ctx *ctx) { return ctx->flops; }
+uint64_t avsr_ctx_batch_id(const avsr_ctx *ctx) { return ctx->batch_id; }
 uint64_t avsr_ctx_epoch(const avsr_ctx *ctx) { return ctx->epoch; }
 
 void avsr_ctx_set_bn_sync(avsr_ctx *ctx, avsr_allreduce_fn fn, void *user)

@@ -62,6 +62,17 @@ bool avsr_ctx_training(const avsr_ctx *ctx);
 int avsr_ctx_set_batch_keys(avsr_ctx *ctx, uint64_t seed, uint64_t epoch, int batch,
                             const uint64_t *sample_ids);
 
+/* A key for random choices that are shared by every row of a batch
+ * (ESPnet applies one dropout mask to the relative positional embedding of
+ * the whole batch): avsr_op_dropout_shared draws them from the stream
+ * (seed, epoch, AVSR_CTX_SHARED_KEY | id, purpose). The trainer sets id to
+ * the plan's batch index, which all ranks' shares of a batch have in
+ * common, so the choice does not depend on how the batch is split.
+ * Default 0. */
+#define AVSR_CTX_SHARED_KEY (1ULL << 63)
+void avsr_ctx_set_batch_id(avsr_ctx *ctx, uint64_t id);
+uint64_t avsr_ctx_batch_id(const avsr_ctx *ctx);
+
 /* The stream keys of row b of the current batch (what a random choice made
  * for that sample must be keyed by). */
 uint64_t avsr_ctx_sample_id(const avsr_ctx *ctx, int b);
@@ -72,6 +83,12 @@ uint64_t avsr_ctx_epoch(const avsr_ctx *ctx);
  * all ranks (an all-reduce). NULL = statistics of this rank only. */
 typedef int (*avsr_allreduce_fn)(void *user, double *buf, int n, avsr_error *err);
 void avsr_ctx_set_bn_sync(avsr_ctx *ctx, avsr_allreduce_fn fn, void *user);
+
+/* Floating-point operations of the matrix products and convolutions run
+ * through this context so far (forward and backward; 2 per multiply-add),
+ * never reset: the trainer reports achieved GFLOP/s per step from it. */
+void avsr_ctx_add_flops(avsr_ctx *ctx, double flops);
+double avsr_ctx_flops(const avsr_ctx *ctx);
 
 /* End of step: free all activations, clear the tape. */
 void avsr_ctx_reset(avsr_ctx *ctx);

@@ -28,6 +28,8 @@ struct avsr_ctx {
     int batch_keys;             /* entries in sample_ids */
     uint64_t *sample_ids;
     int sample_ids_cap;
+    uint64_t batch_id;     /* key of choices shared by a whole batch */
+    double flops;          /* floating-point operations counted so far */
     /* BatchNorm cross-rank sum */
     avsr_allreduce_fn bn_sync;
     void *bn_sync_user;

@@ -126,5 +126,6 @@ int avsr_lin_gemm_run(avsr_ctx *ctx, const avsr_lin_gemm *g)
     if (!p && !(p = make_prim(ctx, g, &key)))
         return -1;
     void *h[4] = {(void *)g->a, (void *)g->b, g->c, (void *)g->bias};
+    avsr_ctx_add_flops(ctx, 2.0 * (double)g->nb * (double)g->M * (double)g->N * (double)g->K);
     return avsr_dnnl_exec(ctx, p, h);
 }

@@ -388,7 +388,8 @@ static void dropout_backward(avsr_ctx *ctx, void *sv)
         gx[i] += keep[i] ? gy[i] * scale : 0.0f;
 }
 
-avsr_tensor *avsr_op_dropout(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t purpose)
+static avsr_tensor *dropout(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t purpose,
+                            bool shared)
 {
     if (!x || avsr_ctx_failed(ctx))
         return NULL;
@@ -415,7 +416,9 @@ avsr_tensor *avsr_op_dropout(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t pu
         int64_t b = k / per, j0 = (k % per) * DROP_CHUNK;
         int64_t j1 = j0 + DROP_CHUNK < row ? j0 + DROP_CHUNK : row;
         avsr_rng r;
-        avsr_rng_init(&r, seed, epoch, avsr_ctx_sample_id(ctx, (int)b), purp);
+        uint64_t key = shared ? AVSR_CTX_SHARED_KEY | ctx->batch_id
+                              : avsr_ctx_sample_id(ctx, (int)b);
+        avsr_rng_init(&r, seed, epoch, key, purp);
         avsr_rng_seek(&r, (uint64_t)j0 / 4);
         for (int64_t j = j0; j < j1; j++) {
             int64_t i = b * row + j;
@@ -434,4 +437,14 @@ avsr_tensor *avsr_op_dropout(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t pu
             return NULL;
     }
     return y;
+}
+
+avsr_tensor *avsr_op_dropout(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t purpose)
+{
+    return dropout(ctx, x, p, purpose, false);
+}
+
+avsr_tensor *avsr_op_dropout_shared(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t purpose)
+{
+    return dropout(ctx, x, p, purpose, true);
 }

@@ -22,7 +22,10 @@
  * purpose) is >= p, and kept values are scaled by 1 / (1 - p) (p == 1 gives
  * zeros). The mask therefore depends on the sample and the layer (purpose),
  * never on the rank or the row's position in the batch. The mask is kept as
- * bytes for backward. [F.dropout, with a different random stream] */
+ * bytes for backward. [F.dropout, with a different random stream]
+ * avsr_op_dropout_shared: the same, but every row b uses the key of the
+ * whole batch (avsr_ctx_set_batch_id) instead of its sample's: for tensors
+ * shared by the batch such as a positional embedding [1, ...]. */
 #ifndef AVSR_OP_ACT_H
 #define AVSR_OP_ACT_H
 
@@ -39,5 +42,6 @@ avsr_tensor *avsr_op_prelu(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *a);
 avsr_tensor *avsr_op_glu(avsr_ctx *ctx, avsr_tensor *x, int dim);
 
 avsr_tensor *avsr_op_dropout(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t purpose);
+avsr_tensor *avsr_op_dropout_shared(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t purpose);
 
 #endif

@@ -31,6 +31,16 @@ struct geom {
     int64_t stride[3], pad[3], dil[3], opad[3];
 };
 
+/* Multiply-adds x 2 of one pass (forward, backward data or backward
+ * weights all do the same number). */
+static double conv_flops(const struct geom *g)
+{
+    double f = 2.0 * (double)g->B * (double)g->Cin * (double)g->Cout / (double)g->G;
+    for (int i = 0; i < g->nsp; i++)
+        f *= (double)g->K[i] * (double)(g->transposed ? g->S[i] : g->O[i]);
+    return f;
+}
+
 /* Layout choice: AVSR_CONV_LAYOUT=plain|blocked or avsr_conv_set_layout()
  * override the default (for measurements and tests). */
 static int layout_mode = -1; /* -1: not read from the environment yet */
@@ -510,6 +520,7 @@ static void conv_backward(avsr_ctx *ctx, void *sv)
             gout_begin(ctx, &gx, s->x, &ux, avsr_dnnl_arg_md(p, DNNL_ARG_DIFF_SRC)) < 0)
             return;
         void *h[3] = {dyp, wp, gx.buf};
+        avsr_ctx_add_flops(ctx, conv_flops(g));
         if (avsr_dnnl_exec(ctx, p, h) < 0 || gout_end(ctx, &gx, g) < 0)
             return;
     }
@@ -545,6 +556,7 @@ static void conv_backward(avsr_ctx *ctx, void *sv)
             return;
         }
         void *h[4] = {xp, dwp, wbuf, db};
+        avsr_ctx_add_flops(ctx, conv_flops(g));
         if (avsr_dnnl_exec(ctx, p, h) < 0)
             return;
         if (need_w && gout_end(ctx, &gw, g) < 0)
@@ -594,6 +606,7 @@ static avsr_tensor *conv_any(avsr_ctx *ctx, avsr_tensor *x, avsr_tensor *w, avsr
     if (b)
         h[n++] = b->data;
     h[n++] = yp;
+    avsr_ctx_add_flops(ctx, conv_flops(&g));
     if (avsr_dnnl_exec(ctx, pr, h) < 0)
         return NULL;
     if (!direct) {

@@ -24,10 +24,31 @@ struct avsr_ynode {
     int *key_line, *key_col; /* map: key positions */
 };
 
+/* record mode: the entries and whether it is on (a separate allocation, so
+ * that getters taking a const document can add to it) */
+typedef struct yrecs {
+    bool on, oom;
+    avsr_yaml_rec *e;
+    int n, cap;
+} yrecs;
+
 struct avsr_yaml {
     char *name;
     avsr_ynode *root;
+    yrecs *rec;
 };
+
+static void recs_clear(yrecs *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        free((char *)r->e[i].path);
+        free((char *)r->e[i].value);
+    }
+    free(r->e);
+    r->e = NULL;
+    r->n = r->cap = 0;
+    r->oom = false;
+}
 
 static void node_free(avsr_ynode *n)
 {
@@ -52,6 +73,10 @@ void avsr_yaml_free(avsr_yaml *y)
     if (!y)
         return;
     node_free(y->root);
+    if (y->rec) {
+        recs_clear(y->rec);
+        free(y->rec);
+    }
     free(y->name);
     free(y);
 }
@@ -77,6 +102,17 @@ int avsr_yaml_error(const avsr_yaml *y, const avsr_ynode *n, avsr_error *err, co
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return err_at(y->name, n ? n->line : 1, n ? n->col : 1, err, "%s", msg);
+}
+
+int avsr_yaml_error_at(const avsr_yaml *y, int line, int col, avsr_error *err, const char *fmt,
+                       ...)
+{
+    char msg[AVSR_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return err_at(y->name, line, col, err, "%s", msg);
 }
 
 /* Convert libyaml node `id` (depth-limited: aliases may form cycles). */
@@ -265,6 +301,8 @@ bool avsr_ynode_is_null(const avsr_ynode *n)
 
 int avsr_ynode_len(const avsr_ynode *n) { return n->kind == AVSR_Y_SCALAR ? 0 : n->n; }
 avsr_ynode *avsr_ynode_item(const avsr_ynode *seq, int i) { return seq->item[i]; }
+int avsr_ynode_key_line(const avsr_ynode *map, int i) { return map->key_line[i]; }
+int avsr_ynode_key_col(const avsr_ynode *map, int i) { return map->key_col[i]; }
 const char *avsr_ynode_key(const avsr_ynode *map, int i) { return map->key[i]; }
 avsr_ynode *avsr_ynode_value(const avsr_ynode *map, int i) { return map->item[i]; }
 
@@ -337,15 +375,279 @@ static int lookup(const avsr_yaml *y, avsr_ynode *map, const char *what, const c
     *vn = avsr_ynode_get(map, key);
     if (avsr_ynode_is_null(*vn)) {
         if (required)
-            return avsr_yaml_error(y, map, err, "%s: missing required key '%s'", what, key);
+            return avsr_yaml_error(y, map, err, "%s%smissing required key '%s'", what,
+                                   what[0] ? ": " : "", key);
         return 1;
     }
     return 0;
 }
 
+/* "what.key" for messages ("key" alone at the root, what = "") */
 static void key_path(char *buf, size_t n, const char *what, const char *key)
 {
-    snprintf(buf, n, "%s.%s", what, key);
+    if (what[0])
+        snprintf(buf, n, "%s.%s", what, key);
+    else
+        snprintf(buf, n, "%s", key);
+}
+
+/* ---- record mode ----------------------------------------------------------- */
+
+void avsr_yaml_record_start(avsr_yaml *y)
+{
+    if (!y->rec)
+        y->rec = calloc(1, sizeof *y->rec);
+    if (!y->rec)
+        return; /* avsr_yaml_records reports it */
+    recs_clear(y->rec);
+    y->rec->on = true;
+}
+
+void avsr_yaml_record_stop(avsr_yaml *y)
+{
+    if (y->rec)
+        y->rec->on = false;
+}
+
+const avsr_yaml_rec *avsr_yaml_records(const avsr_yaml *y, int *n, avsr_error *err)
+{
+    static const avsr_yaml_rec none[1];
+    *n = 0;
+    if (!y->rec) {
+        AVSR_NOMEM(err, sizeof(yrecs));
+        return NULL;
+    }
+    if (y->rec->oom) {
+        AVSR_NOMEM(err, 0);
+        return NULL;
+    }
+    *n = y->rec->n;
+    return y->rec->e ? y->rec->e : none;
+}
+
+void avsr_yaml_fmt_double(double v, char *buf, size_t size)
+{
+    if (isinf(v)) {
+        snprintf(buf, size, "%s", v > 0 ? ".inf" : "-.inf");
+        return;
+    }
+    if (isnan(v)) {
+        snprintf(buf, size, ".nan");
+        return;
+    }
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(buf, size, "%.0f", v);
+        return;
+    }
+    /* a value that is exactly a float (the model keeps its settings as
+     * floats) gets the shortest text that reads back to that float */
+    bool single = (double)(float)v == v;
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, size, "%.*g", p, v);
+        double back = strtod(buf, NULL);
+        if (back == v || (single && p <= 9 && (float)back == (float)v))
+            return;
+    }
+}
+
+char *avsr_yaml_quote(const char *s)
+{
+    size_t n = 3;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        n += *p < 0x20 ? 6 : (*p == '"' || *p == '\\') ? 2 : 1;
+    char *out = malloc(n), *o = out;
+    if (!out)
+        return NULL;
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20) {
+            o += sprintf(o, "\\u%04x", *p);
+        } else {
+            if (*p == '"' || *p == '\\')
+                *o++ = '\\';
+            *o++ = (char)*p;
+        }
+    }
+    *o++ = '"';
+    *o = 0;
+    return out;
+}
+
+/* growing text buffer for the list renderer */
+typedef struct tbuf {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} tbuf;
+
+static void tb_add(tbuf *b, const char *t)
+{
+    size_t k = strlen(t);
+    if (b->oom)
+        return;
+    if (b->n + k + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + k + 1)
+            cap *= 2;
+        char *s = realloc(b->s, cap);
+        if (!s) {
+            b->oom = true;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, t, k + 1);
+    b->n += k;
+}
+
+/* a plain scalar's canonical JSON form into buf, or 0 when it is a string */
+static int plain_json(const char *s, char *buf, size_t size)
+{
+    if (!strcmp(s, "") || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+        !strcmp(s, "NULL"))
+        return snprintf(buf, size, "null");
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+        return snprintf(buf, size, "true");
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+        return snprintf(buf, size, "false");
+    char *end;
+    errno = 0;
+    long long iv = strtoll(s, &end, 10);
+    if (!*end && errno != ERANGE)
+        return snprintf(buf, size, "%lld", iv);
+    double v;
+    if (!strcmp(s, ".inf") || !strcmp(s, "+.inf") || !strcmp(s, "inf"))
+        v = INFINITY;
+    else if (!strcmp(s, "-.inf") || !strcmp(s, "-inf"))
+        v = -INFINITY;
+    else {
+        errno = 0;
+        v = strtod(s, &end);
+        if (*end || errno == ERANGE || isnan(v))
+            return 0;
+    }
+    avsr_yaml_fmt_double(v, buf, size);
+    return 1;
+}
+
+char *avsr_ynode_list_json(const avsr_ynode *seq)
+{
+    if (!seq || seq->kind != AVSR_Y_SEQ)
+        return NULL;
+    tbuf b = {0};
+    tb_add(&b, "[");
+    for (int i = 0; i < seq->n; i++) {
+        const avsr_ynode *it = seq->item[i];
+        if (it->kind != AVSR_Y_SCALAR) {
+            free(b.s);
+            return NULL;
+        }
+        char num[64];
+        if (i)
+            tb_add(&b, ", ");
+        if (!it->quoted && plain_json(it->str, num, sizeof num)) {
+            tb_add(&b, num);
+        } else {
+            char *q = avsr_yaml_quote(it->str);
+            if (!q)
+                b.oom = true;
+            else
+                tb_add(&b, q);
+            free(q);
+        }
+    }
+    tb_add(&b, "]");
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
+/* "stages[1].optimizer" + "lr" -> "stages.1.optimizer.lr" */
+static char *rec_path(const char *what, const char *key)
+{
+    size_t n = strlen(what) + strlen(key) + 2;
+    char *p = malloc(n), *o = p;
+    if (!p)
+        return NULL;
+    for (const char *c = what; *c; c++) {
+        if (*c == '[')
+            *o++ = '.';
+        else if (*c != ']')
+            *o++ = *c;
+    }
+    if (what[0])
+        *o++ = '.';
+    strcpy(o, key);
+    return p;
+}
+
+int avsr_yaml_record_value(const avsr_yaml *y, const char *what, const char *key,
+                           avsr_yval_type type, const char *value, const avsr_ynode *at)
+{
+    yrecs *r = y->rec;
+    if (!r || !r->on || !value)
+        return 0;
+    char *path = rec_path(what, key);
+    if (!path) {
+        r->oom = true;
+        return -1;
+    }
+    for (int i = 0; i < r->n; i++) {
+        if (!strcmp(r->e[i].path, path)) {
+            free(path);
+            return 0;
+        }
+    }
+    if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 64;
+        avsr_yaml_rec *e = realloc(r->e, (size_t)cap * sizeof *e);
+        if (!e) {
+            free(path);
+            r->oom = true;
+            return -1;
+        }
+        r->e = e;
+        r->cap = cap;
+    }
+    char *v = strdup(value);
+    if (!v) {
+        free(path);
+        r->oom = true;
+        return -1;
+    }
+    r->e[r->n++] = (avsr_yaml_rec){path, v, type, at == NULL, at ? at->line : 0,
+                                   at ? at->col : 0};
+    return 0;
+}
+
+static bool recording(const avsr_yaml *y) { return y->rec && y->rec->on; }
+
+/* record a value a getter read (v: its node, NULL for the default) */
+static int rec(const avsr_yaml *y, const char *what, const char *key, avsr_yval_type type,
+               const char *value, const avsr_ynode *v)
+{
+    if (recording(y))
+        avsr_yaml_record_value(y, what, key, type, value, v);
+    return 0;
+}
+
+static int rec_int(const avsr_yaml *y, const char *what, const char *key, int64_t x,
+                   const avsr_ynode *v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)x);
+    return rec(y, what, key, AVSR_YV_INT, buf, v);
+}
+
+static int rec_double(const avsr_yaml *y, const char *what, const char *key, double x,
+                      const avsr_ynode *v)
+{
+    char buf[40];
+    avsr_yaml_fmt_double(x, buf, sizeof buf);
+    return rec(y, what, key, AVSR_YV_FLOAT, buf, v);
 }
 
 int avsr_yaml_get_int(const avsr_yaml *y, avsr_ynode *map, const char *what, const char *key,
@@ -358,11 +660,13 @@ int avsr_yaml_get_int(const avsr_yaml *y, avsr_ynode *map, const char *what, con
         return -1;
     if (r == 1) {
         *out = def;
-        return 0;
+        return rec_int(y, what, key, def, NULL);
     }
     char path[256];
     key_path(path, sizeof path, what, key);
-    return avsr_ynode_to_int(y, v, path, lo, hi, out, err);
+    if (avsr_ynode_to_int(y, v, path, lo, hi, out, err) < 0)
+        return -1;
+    return rec_int(y, what, key, *out, v);
 }
 
 int avsr_yaml_get_double(const avsr_yaml *y, avsr_ynode *map, const char *what, const char *key,
@@ -375,11 +679,13 @@ int avsr_yaml_get_double(const avsr_yaml *y, avsr_ynode *map, const char *what, 
         return -1;
     if (r == 1) {
         *out = def;
-        return 0;
+        return rec_double(y, what, key, def, NULL);
     }
     char path[256];
     key_path(path, sizeof path, what, key);
-    return avsr_ynode_to_double(y, v, path, lo, hi, out, err);
+    if (avsr_ynode_to_double(y, v, path, lo, hi, out, err) < 0)
+        return -1;
+    return rec_double(y, what, key, *out, v);
 }
 
 int avsr_yaml_get_bool(const avsr_yaml *y, avsr_ynode *map, const char *what, const char *key,
@@ -391,19 +697,21 @@ int avsr_yaml_get_bool(const avsr_yaml *y, avsr_ynode *map, const char *what, co
         return -1;
     if (r == 1) {
         *out = def;
-        return 0;
+        return rec(y, what, key, AVSR_YV_BOOL, def ? "true" : "false", NULL);
     }
     if (v->kind == AVSR_Y_SCALAR && !v->quoted) {
         if (!strcmp(v->str, "true") || !strcmp(v->str, "True") || !strcmp(v->str, "TRUE")) {
             *out = true;
-            return 0;
+            return rec(y, what, key, AVSR_YV_BOOL, "true", v);
         }
         if (!strcmp(v->str, "false") || !strcmp(v->str, "False") || !strcmp(v->str, "FALSE")) {
             *out = false;
-            return 0;
+            return rec(y, what, key, AVSR_YV_BOOL, "false", v);
         }
     }
-    return avsr_yaml_error(y, v, err, "%s.%s: expected true or false, got %s%s%s", what, key,
+    char path[256];
+    key_path(path, sizeof path, what, key);
+    return avsr_yaml_error(y, v, err, "%s: expected true or false, got %s%s%s", path,
                            v->kind == AVSR_Y_SCALAR ? "'" : kind_name(v->kind),
                            v->kind == AVSR_Y_SCALAR ? v->str : "",
                            v->kind == AVSR_Y_SCALAR ? "'" : "");
@@ -419,10 +727,12 @@ int avsr_yaml_get_str(const avsr_yaml *y, avsr_ynode *map, const char *what, con
         return -1;
     if (r == 1) {
         *out = def;
-        return 0;
+        return rec(y, what, key, AVSR_YV_STR, def, NULL);
     }
+    char path[256];
+    key_path(path, sizeof path, what, key);
     if (v->kind != AVSR_Y_SCALAR)
-        return avsr_yaml_error(y, v, err, "%s.%s: expected a string, got %s", what, key,
+        return avsr_yaml_error(y, v, err, "%s: expected a string, got %s", path,
                                kind_name(v->kind));
     if (choices) {
         bool ok = false;
@@ -433,11 +743,10 @@ int avsr_yaml_get_str(const avsr_yaml *y, avsr_ynode *map, const char *what, con
                      choices[i]);
         }
         if (!ok)
-            return avsr_yaml_error(y, v, err, "%s.%s: '%s' is not one of: %s", what, key, v->str,
-                                   list);
+            return avsr_yaml_error(y, v, err, "%s: '%s' is not one of: %s", path, v->str, list);
     }
     *out = v->str;
-    return 0;
+    return rec(y, what, key, AVSR_YV_STR, v->str, v);
 }
 
 static int get_kind(const avsr_yaml *y, avsr_ynode *map, const char *what, const char *key,
@@ -450,9 +759,12 @@ static int get_kind(const avsr_yaml *y, avsr_ynode *map, const char *what, const
         return -1;
     if (r == 1)
         return 0;
-    if (v->kind != kind)
-        return avsr_yaml_error(y, v, err, "%s.%s: expected %s, got %s", what, key,
-                               kind_name(kind), kind_name(v->kind));
+    if (v->kind != kind) {
+        char path[256];
+        key_path(path, sizeof path, what, key);
+        return avsr_yaml_error(y, v, err, "%s: expected %s, got %s", path, kind_name(kind),
+                               kind_name(v->kind));
+    }
     *out = v;
     return 0;
 }
@@ -466,7 +778,22 @@ int avsr_yaml_get_map(const avsr_yaml *y, avsr_ynode *map, const char *what, con
 int avsr_yaml_get_seq(const avsr_yaml *y, avsr_ynode *map, const char *what, const char *key,
                       bool required, avsr_ynode **out, avsr_error *err)
 {
-    return get_kind(y, map, what, key, required, AVSR_Y_SEQ, out, err);
+    if (get_kind(y, map, what, key, required, AVSR_Y_SEQ, out, err) < 0)
+        return -1;
+    if (*out && recording(y)) {
+        bool scalars = true;
+        for (int i = 0; i < (*out)->n; i++)
+            scalars &= (*out)->item[i]->kind == AVSR_Y_SCALAR;
+        if (scalars) {
+            char *json = avsr_ynode_list_json(*out);
+            if (!json)
+                y->rec->oom = true;
+            else
+                avsr_yaml_record_value(y, what, key, AVSR_YV_LIST, json, *out);
+            free(json);
+        }
+    }
+    return 0;
 }
 
 int avsr_yaml_check_unused(const avsr_yaml *y, const avsr_ynode *map, const char *what,
@@ -484,7 +811,7 @@ int avsr_yaml_check_unused(const avsr_yaml *y, const avsr_ynode *map, const char
                 snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
                          known[0] ? ", " : "", map->key[j]);
         return err_at(y->name, map->key_line[i], map->key_col[i], err,
-                      "%s: unknown key '%s'%s%s%s", what, map->key[i],
+                      "%s%sunknown key '%s'%s%s%s", what, what[0] ? ": " : "", map->key[i],
                       known[0] ? " (valid keys here include: " : "", known, known[0] ? ")" : "");
     }
     return 0;

@@ -275,7 +275,7 @@ static void test_joint(model *E, model *D)
     avsr_ctx_set_grad(ctx, true);
     avsr_tensor *ys_in, *ys_out;
     int64_t ylen[3];
-    avsr_decoder_make_inputs(ctx, yst, 12, 12, -1, &ys_in, &ys_out, ylen);
+    avsr_decoder_make_inputs(ctx, yst, 12, 12, -1, 0, &ys_in, &ys_out, ylen);
     avsr_st_tensor a, b;
     avsr_st_find(F2, "ys_in", &a);
     avsr_st_find(F2, "ys_out", &b);

@@ -1,5 +1,6 @@
 #!/bin/sh
-# test_worker: avsr-worker in summary mode (this build's only mode).
+# test_worker: avsr-worker --summary, --check and argument errors (training is
+# tested by test_train_*.sh).
 # Exit 0 = pass (plain automake test protocol).
 set -u
 B=${top_builddir:-.}
@@ -31,8 +32,23 @@ grep -q "bad.yaml:4:13: model.encoder: unknown key 'dimm'" "$T/err" || fail "bad
 "$W" --help > "$T/help" || fail "--help status"
 grep -q -- '--summary' "$T/help" || fail "--help text"
 
-"$W" "$S/recipes/demo.yaml" > /dev/null 2> "$T/err"
-[ $? -eq 2 ] || fail "training invocation must exit 2"
-grep -q 'supports only --summary' "$T/err" || fail "exit-2 message: $(cat "$T/err")"
-echo "PASS: avsr-worker summary mode"
+# --check: the resolved recipe, every default filled in; a bad recipe
+# gives file:line:col and status 2 (no MPI involved)
+mkdir -p "$T/data/demo"
+for f in train valid test noise-babble; do : > "$T/data/demo/$f.h5"; done
+SA=$(cd "$S" && pwd)
+( cd "$T" && "$W" --check "$SA/recipes/demo.yaml" ) > "$T/resolved" 2> "$T/err" \
+    || fail "--check demo: $(cat "$T/err")"
+grep -q '^# hash: [0-9a-f]\{16\}$' "$T/resolved" || fail "--check: no hash line"
+grep -q 'max_nonfinite: 10  # default' "$T/resolved" || fail "--check: defaults not filled in"
+line=$(grep -n '^    dim: 144' "$S/recipes/demo.yaml" | head -n 1 | cut -d: -f1)
+sed "${line}s/dim:/dimm:/" "$S/recipes/demo.yaml" > "$T/bad2.yaml"
+( cd "$T" && "$W" --check bad2.yaml ) > /dev/null 2> "$T/err"
+[ $? -eq 2 ] || fail "--check of a bad recipe must exit 2"
+grep -q "bad2.yaml:$line:5: model.encoder: unknown key 'dimm'" "$T/err" \
+    || fail "--check message: $(cat "$T/err")"
+"$W" --frobnicate "$S/recipes/demo.yaml" > /dev/null 2> "$T/err"
+[ $? -eq 2 ] || fail "unknown option must exit 2"
+grep -q "unknown or incomplete argument '--frobnicate'" "$T/err" || fail "unknown option message: $(cat "$T/err")"
+echo "PASS: avsr-worker summary and check modes"
 exit 0

@@ -1,5 +1,6 @@
 /* test_yaml: the recipe reader's tree, typed lookups and messages. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tap.h"
@@ -127,6 +128,82 @@ int main(void)
     tap_ok(!avsr_yaml_load_file("/nonexistent/recipe.yaml", &err) &&
                msg_is(&err, "/nonexistent/recipe.yaml: cannot open"),
            "missing file: %s", err.msg);
+    /* record mode: every typed lookup leaves (path, canonical value) */
+    static const char *rdoc = "run:\n"                              /* 1 */
+                              "  seed: +0012\n"                     /* 2 */
+                              "  lr: 1.0e-3\n"                      /* 3 */
+                              "  list: [a, \"5\", 7, 2.50, .inf, true, '*']\n" /* 4 */
+                              "stages:\n"                           /* 5 */
+                              "  - {name: \"x\\\"y\"}\n";             /* 6 */
+    avsr_yaml *ry = avsr_yaml_load_string("r.yaml", rdoc, strlen(rdoc), &err);
+    if (!tap_ok(ry != NULL, "record document loads"))
+        return tap_done();
+    avsr_ynode *rroot = avsr_yaml_root(ry), *rrun = NULL, *rlist = NULL, *rstages = NULL;
+    int64_t iv;
+    double dv;
+    bool bv;
+    const char *sv;
+    avsr_yaml_get_int(ry, rroot, "", "before", false, 1, 0, 9, &iv, &err);
+    avsr_yaml_record_start(ry);
+    avsr_yaml_get_map(ry, rroot, "", "run", true, &rrun, &err);
+    avsr_yaml_get_int(ry, rrun, "run", "seed", false, 0, 0, 100, &iv, &err);
+    avsr_yaml_get_double(ry, rrun, "run", "lr", false, 0, 0, 1, &dv, &err);
+    avsr_yaml_get_double(ry, rrun, "run", "missing", false, 0.25, 0, 1, &dv, &err);
+    avsr_yaml_get_seq(ry, rrun, "run", "list", false, &rlist, &err);
+    avsr_yaml_get_bool(ry, NULL, "run.absent", "flag", false, true, &bv, &err);
+    avsr_yaml_get_str(ry, rrun, "run", "nothing", false, NULL, NULL, &sv, &err);
+    avsr_yaml_get_int(ry, rrun, "run", "seed", false, 0, 0, 100, &iv, &err); /* again */
+    avsr_yaml_get_seq(ry, rroot, "", "stages", true, &rstages, &err);
+    avsr_yaml_get_str(ry, avsr_ynode_item(rstages, 0), "stages[0]", "name", true, NULL, NULL,
+                      &sv, &err);
+    avsr_yaml_record_value(ry, "stages[0]", "extra", AVSR_YV_LIST, "[]", NULL);
+    avsr_yaml_record_stop(ry);
+    avsr_yaml_get_int(ry, rrun, "run", "after", false, 3, 0, 9, &iv, &err);
+    int nrec = 0;
+    const avsr_yaml_rec *recs = avsr_yaml_records(ry, &nrec, &err);
+    static const struct {
+        const char *path, *value;
+        avsr_yval_type type;
+        bool dflt;
+        int line, col;
+    } want[] = {
+        {"run.seed", "12", AVSR_YV_INT, false, 2, 9},
+        {"run.lr", "0.001", AVSR_YV_FLOAT, false, 3, 7},
+        {"run.missing", "0.25", AVSR_YV_FLOAT, true, 0, 0},
+        {"run.list", "[\"a\", \"5\", 7, 2.5, .inf, true, \"*\"]", AVSR_YV_LIST, false, 4, 9},
+        {"run.absent.flag", "true", AVSR_YV_BOOL, true, 0, 0},
+        {"stages.0.name", "x\"y", AVSR_YV_STR, false, 6, 12},
+        {"stages.0.extra", "[]", AVSR_YV_LIST, true, 0, 0},
+    };
+    int nwant = (int)(sizeof want / sizeof want[0]);
+    tap_ok(recs && nrec == nwant, "record mode: %d entries (want %d: the second lookup of a "
+           "path, a NULL default and lookups outside recording add none)", nrec, nwant);
+    for (int i = 0; recs && i < nrec && i < nwant; i++)
+        tap_ok(!strcmp(recs[i].path, want[i].path) && !strcmp(recs[i].value, want[i].value) &&
+                   recs[i].type == want[i].type && recs[i].is_default == want[i].dflt &&
+                   recs[i].line == want[i].line && recs[i].col == want[i].col,
+               "record %d: %s = %s (default %d, %d:%d)", i, recs[i].path, recs[i].value,
+               recs[i].is_default, recs[i].line, recs[i].col);
+    avsr_yaml_free(ry);
+
+    char num[40];
+    static const struct {
+        double v;
+        const char *text;
+    } fmts[] = {{0.001, "0.001"}, {20, "20"}, {-5, "-5"}, {1e-8, "1e-08"}, {0.1f, "0.1"},
+                {1.0 / 3, "0.3333333333333333"}, {INFINITY, ".inf"}, {-INFINITY, "-.inf"},
+                {1e20, "1e+20"}};
+    for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
+        avsr_yaml_fmt_double(fmts[i].v, num, sizeof num);
+        tap_ok(!strcmp(num, fmts[i].text) &&
+                   (isinf(fmts[i].v) || strtod(num, NULL) == fmts[i].v ||
+                    (float)strtod(num, NULL) == (float)fmts[i].v),
+               "canonical number %s (want %s)", num, fmts[i].text);
+    }
+    char *q = avsr_yaml_quote("a\"b\\c\n");
+    tap_ok(q && !strcmp(q, "\"a\\\"b\\\\c\\u000a\""), "quote: %s", q ? q : "(null)");
+    free(q);
+
     avsr_yaml *e = avsr_yaml_load_string("empty.yaml", "", 0, &err);
     tap_ok(e && avsr_ynode_kind_of(avsr_yaml_root(e)) == AVSR_Y_MAP &&
                avsr_ynode_len(avsr_yaml_root(e)) == 0,

@@ -88,7 +88,8 @@ typedef enum avsr_recipe_dec_target {
 typedef struct avsr_recipe_stage {
     char *name;                /* unique, [A-Za-z0-9_.-]+ (a directory name) */
     avsr_recipe_src init;      /* default: previous.best for stages after the
-                                * first, none for the first */
+                                * first (previous.last without a validation
+                                * metric), none for the first */
     char **train;              /* fnmatch patterns of trainable parameters */
     int n_train;               /* (default ["*"]) */
     char **freeze;             /* patterns frozen even if `train` matches */
@@ -98,9 +99,16 @@ typedef struct avsr_recipe_stage {
     avsr_recipe_src teacher;   /* inherited from the previous stage when absent */
     avsr_recipe_dec_target dec_target;
     avsr_recipe_losses losses; /* default {hybrid: 1} */
+    unsigned noise_types;      /* training noise sources: bit (1u << t) for each
+                                * enum avsr_noise_type t (datasets/loader.h)
+                                * of augment.noise.types (default: every
+                                * source of data.noise) */
     avsr_optim_cfg optim;
     avsr_lrsched sched;        /* total_steps is 0 when derived from epochs:
                                 * the trainer fills it in */
+    double warmup_epochs;      /* > 0: warmup given in epochs; the trainer sets
+                                * sched.warmup_steps = round(warmup_epochs *
+                                * updates per epoch) (sched.warmup_steps is 0) */
     double clip_grad_norm;     /* 0 = no clipping (default 5, Auto-AVSR's) */
     int64_t epochs;            /* exactly one of epochs and steps is > 0 */
     int64_t steps;
@@ -128,6 +136,13 @@ typedef enum avsr_recipe_search_kind {
 
 #define AVSR_RECIPE_MAX_SNR 16
 
+typedef enum avsr_recipe_tokenizer {
+    AVSR_TOKENIZER_CHAR = 0,         /* avsr_vocab (datasets/tokenizer.h) */
+    AVSR_TOKENIZER_SENTENCEPIECE = 1 /* datasets/spm.h model at spm_model */
+} avsr_recipe_tokenizer;
+
+typedef struct avsr_recipe_priv avsr_recipe_priv;
+
 typedef struct avsr_recipe {
     char *path;                /* the file as given */
     char *name;
@@ -152,8 +167,15 @@ typedef struct avsr_recipe {
     char **babble_files;       /* data.noise.babble: {from: file.h5} */
     int n_babble_files;
     bool white_noise, pink_noise; /* data.noise.<name>: {generate: white|pink} */
-    avsr_vocab *vocab;         /* data.tokenizer, loaded (char: the default or
-                                * built from the training text) */
+    avsr_recipe_tokenizer tokenizer; /* data.tokenizer.type */
+    avsr_vocab *vocab;         /* char: the default 41-symbol vocabulary;
+                                * NULL for sentencepiece */
+    char *spm_model;           /* sentencepiece: the model file, else NULL */
+    int vocab_size;            /* the model's output size V: the char
+                                * vocabulary's size, or for sentencepiece the
+                                * model's pieces + 2 (blank 0 before them,
+                                * eos = V - 1 after them) */
+    int video_roi;             /* data.video.roi: stored frame size (96) */
     avsr_sampler_config sampler;  /* data.batching */
     avsr_augment_config eval_augment; /* evaluation chain: center crop, the
                                        * video/audio normalisation of data: */
@@ -174,7 +196,9 @@ typedef struct avsr_recipe {
     int average_last, average_best; /* exactly one > 0 (default last 5) */
 
     /* eval */
-    char *valid_metric;        /* "valid_wer" (default), "valid_loss", ... */
+    char *valid_metric;        /* "valid_wer" (default with validation data),
+                                * "valid_cer", "valid_loss", "valid_acc";
+                                * NULL = none (no validation data) */
     bool valid_higher_better;
     avsr_recipe_search_kind search;
     avsr_att_beam_opts att_beam;   /* search settings (attention beam) */
@@ -187,9 +211,12 @@ typedef struct avsr_recipe {
     int n_sweep_modality;
 
     /* resolved form */
-    avsr_kv *resolved;         /* flattened, in document order */
+    avsr_kv *resolved;         /* flattened ("stages.0.optimizer.lr" = "0.001";
+                                * lists as JSON arrays), in section order
+                                * (docs/recipes.md); strings owned by r */
     int n_resolved;
     char hash[17];             /* FNV-1a 64 of the flattened list, hex */
+    avsr_recipe_priv *priv;    /* the resolved YAML text and bookkeeping */
 } avsr_recipe;
 
 /* Load and validate path. NULL with err = "path:LINE:COL: message". */
