@@ -315,17 +315,24 @@ int avsr_decode_file(const char *path, const avsr_decode_opts *o, avsr_media *m,
         vidx = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
         if (vidx >= 0 && (fmt->streams[vidx]->disposition & AV_DISPOSITION_ATTACHED_PIC))
             vidx = -1;
-        if (vidx < 0) {
+        if (vidx < 0 && o->want_video != AVSR_DECODE_IF_PRESENT) {
             avsr_error_set(err, AVSR_ERR_INVALID, "no video stream");
             goto done;
         }
     }
     if (o->want_audio) {
         aidx = av_find_best_stream(fmt, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
-        if (aidx < 0) {
+        if (aidx < 0 && o->want_audio != AVSR_DECODE_IF_PRESENT) {
             avsr_error_set(err, AVSR_ERR_INVALID, "no audio stream");
             goto done;
         }
+    }
+    if (vidx < 0 && aidx < 0 && (o->want_video || o->want_audio)) {
+        avsr_error_set(err, AVSR_ERR_INVALID, "no %s stream",
+                       o->want_video && o->want_audio ? "video or audio"
+                       : o->want_video                ? "video"
+                                                      : "audio");
+        goto done;
     }
     for (unsigned i = 0; i < fmt->nb_streams; i++)
         if ((int)i != vidx && (int)i != aidx)

@@ -32,10 +32,17 @@ extern "C" {
 #define AVSR_AV(err, call) avsr_av_check((call), (err), #call, __FILE__, __LINE__)
 int avsr_av_check(int ret, avsr_error *err, const char *call, const char *file, int line);
 
+/* Values of want_video / want_audio. */
+#define AVSR_DECODE_SKIP 0       /* do not decode the stream */
+#define AVSR_DECODE_REQUIRED 1   /* decode it; a file without one is an error */
+#define AVSR_DECODE_IF_PRESENT 2 /* decode it when the file has one (else the
+                                  * output stays NULL / 0; a file with neither
+                                  * asked stream is still an error) */
+
 typedef struct avsr_decode_opts {
     int roi_h, roi_w;  /* size of the gray output frames */
-    int want_video;    /* decode the video stream; a file without one is an error */
-    int want_audio;    /* decode an audio stream; a file without one is an error */
+    int want_video;    /* AVSR_DECODE_*: decode the video stream */
+    int want_audio;    /* AVSR_DECODE_*: decode an audio stream */
 } avsr_decode_opts;
 
 typedef struct avsr_media {

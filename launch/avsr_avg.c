@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "train/average.h"
 #include "train/checkpoint.h"
 
@@ -128,7 +129,9 @@ int main(int argc, char **argv)
     if (!quiet)
         for (int i = 0; i < n; i++)
             fprintf(stderr, "avsr-avg: input %d/%d: %s\n", i + 1, n, in[i]);
-    rc = avsr_avg_files(in, steps, n, out, &err);
+    rc = avsr_mkdir_parent(out, &err);
+    if (rc == 0)
+        rc = avsr_avg_files(in, steps, n, out, &err);
     avsr_avg_selection_free(paths, steps, paths ? n : 0);
     if (rc < 0) {
         fprintf(stderr, "%s\n", err.msg);

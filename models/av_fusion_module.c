@@ -32,6 +32,7 @@ void avsr_avfm_cfg_default(avsr_avfm_cfg *c)
     c->heads = 12;
     c->layers = 12;
     c->window = 160;
+    c->video_scale = 1.0f / 255.0f;
 }
 
 /* "<prefix>.<fmt>" (or "<fmt>" for an empty prefix) */
@@ -66,17 +67,19 @@ static int check_cfg(const avsr_avfm_cfg *c, const char *prefix, avsr_error *err
 {
     bool ok = c->n_mels >= 1 && c->spec_channels >= 1 && c->spec_layers >= 2 &&
               c->lip_stem >= 1 && c->lip_inner >= 1 && c->d_model >= 1 && c->heads >= 1 &&
-              c->layers >= 0 && c->window >= 4 && c->window % 4 == 0;
+              c->layers >= 0 && c->window >= 4 && c->window % 4 == 0 &&
+              c->video_scale > 0.0f && isfinite(c->video_scale);
     for (int k = 0; k < 4; k++)
         ok = ok && c->lip_channels[k] >= 1 && c->lip_blocks[k][0] >= 1 && c->lip_blocks[k][1] >= 0;
     if (!ok)
         return avsr_error_set(err, AVSR_ERR_INVALID,
                               "%s: av_fusion_module: bad configuration (n_mels %d, spec %d x %d, "
-                              "lip stem %d, inner %d, d_model %d, heads %d, layers %d, window %d; "
-                              "spec_layers >= 2, window a multiple of 4, widths and 2D blocks >= 1)",
+                              "lip stem %d, inner %d, d_model %d, heads %d, layers %d, window %d, "
+                              "video_scale %g; spec_layers >= 2, window a multiple of 4, widths "
+                              "and 2D blocks >= 1, video_scale > 0)",
                               prefix && *prefix ? prefix : "(root)", c->n_mels, c->spec_channels,
                               c->spec_layers, c->lip_stem, c->lip_inner, c->d_model, c->heads,
-                              c->layers, c->window);
+                              c->layers, c->window, (double)c->video_scale);
     return 0;
 }
 
@@ -285,7 +288,7 @@ avsr_tensor *avsr_avfm_video_forward(avsr_ctx *ctx, const avsr_avfm *m, avsr_ten
                              "the 3 x 3 average pool; expected 3 x 3 (H, W in 65..96, 88 in the paper)",
                              (long long)H, (long long)W, (long long)h, (long long)w);
     int64_t s5[5] = {B, 1, T, H, W};
-    avsr_tensor *x = avsr_op_reshape(ctx, avsr_op_scale(ctx, video, 1.0f / 255.0f), 5, s5);
+    avsr_tensor *x = avsr_op_reshape(ctx, m->cfg.video_scale == 1.0f ? video : avsr_op_scale(ctx, video, m->cfg.video_scale), 5, s5);
     x = conv_bn(ctx, &m->stem, &m->stem_bn, x, true); /* [B, S, T, H/2, W/2] */
     avsr_pool_params pp = {.nsp = 3, .kernel = {1, 3, 3}, .stride = {1, 2, 2}, .pad = {0, 1, 1}};
     x = avsr_op_max_pool(ctx, x, &pp); /* [B, S, T, H/4, W/4] */

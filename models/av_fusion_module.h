@@ -5,7 +5,9 @@
  * the same shape, which a pretrained ASR model (Whisper) then consumes.
  *
  *   mel [B, F, Tm] (F = n_mels = 80, Whisper's layout), video [B, T, H, W]
- *   (raw gray values 0..255; divided by 255 here, no mean/std), Tm = 4 T
+ *   (raw gray values 0..255, multiplied by video_scale = 1/255 here, no
+ *   mean/std, as in the paper; the AVSR model (avsr_model.h) passes the
+ *   loader's normalised video with video_scale 1), Tm = 4 T
  *   (100 fps mel against 25 fps video; the caller trims or pads the mel)
  *   -> enhanced mel [B, F, Tm].
  *
@@ -99,6 +101,9 @@ typedef struct avsr_avfm_cfg {
     int heads;            /* (12) */
     int layers;           /* fusion layers (12) */
     int window;           /* attention window, multiple of 4 (160) */
+    float video_scale;    /* the video is multiplied by this first: 1/255 for
+                           * raw gray values (the paper); 1 for video the
+                           * loader already scaled (the AVSR model) */
 } avsr_avfm_cfg;
 
 /* The paper's configuration (the yaml files under configs/ of the original
@@ -149,13 +154,13 @@ int avsr_avfm_init(avsr_avfm *m, avsr_params *p, const char *prefix, const avsr_
                    avsr_error *err);
 void avsr_avfm_free(avsr_avfm *m);
 
-/* The whole module: mel [B, F, Tm], video [B, T, H, W] (0..255) with
+/* The whole module: mel [B, F, Tm], video [B, T, H, W] (x video_scale) with
  * Tm = 4 T -> [B, F, Tm]. */
 avsr_tensor *avsr_avfm_forward(avsr_ctx *ctx, const avsr_avfm *m, avsr_tensor *mel,
                                avsr_tensor *video);
 
 /* The parts. Audio branch: mel [B, F, Tm] -> [B, Tm, F]. Video branch:
- * video [B, T, H, W] (0..255) -> [B, 4T, F]. Fusion block with the padding
+ * video [B, T, H, W] (x video_scale) -> [B, 4T, F]. Fusion block with the padding
  * and cropping of AV_Fusion.forward: audio, video [B, L, F] -> [B, L, F]. */
 avsr_tensor *avsr_avfm_audio_forward(avsr_ctx *ctx, const avsr_avfm *m, avsr_tensor *mel);
 avsr_tensor *avsr_avfm_video_forward(avsr_ctx *ctx, const avsr_avfm *m, avsr_tensor *video);

@@ -19,12 +19,47 @@
  *   CTC head: dropout -> ctc.ctc_lo Linear(d -> V).
  *   attention decoder (optional; "proj_decoder" Linear(d -> d_dec) when the
  *       decoder width differs, as in Auto-AVSR).
- *   loss = w * CTC + (1 - w) * attention:
+ *
+ * ASR2AVSR composition (use_fusion_module; Simic et al., reference notes
+ * §3): an audio-only log-mel ASR (logmel80 + Conv2dSubsampling + encoder +
+ * decoder + CTC, no visual frontend) with the ASR2AVSR fusion module
+ * (models/av_fusion_module.h) in front of it:
+ *       mel = logmel(audio) [B, 80, Tm'] -> trimmed / zero-padded to
+ *             Tm = 4 T (T = the video tensor's frames) -> [SpecAugment]
+ *       -> fusion_module(mel, video) -> enhanced mel [B, 80, Tm], frames
+ *          beyond a clip's valid length set to 0 -> the ASR as above.
+ *   A batch without video bypasses the module: the ASR runs on the plain
+ *   log-mel, so one model trains first as a plain ASR on clean audio and
+ *   later, with video, as ASR2AVSR. The video goes to the module only
+ *   (multiplied by fusion_module.video_scale: 1 for the loader's
+ *   normalised video).
+ *   mel_pad_frames > 0 (Whisper, whose encoder always sees 30 s = 3000
+ *   frames; ASR2AVSR pads the enhanced mel so): the ASR input mel is padded
+ *   to that many frames, with 0 in training and the clip's minimum input
+ *   log-mel value in evaluation (ASR2AVSR's rule), and the ASR treats all of
+ *   them as valid (its lengths are mel_pad_frames). A clip longer than that
+ *   is an error. Our own ASR does not need it (off by default).
+ *
+ * Losses (avsr_model_forward_losses, weights avsr_model_loss_w):
+ *   total = hybrid (w CTC + (1 - w) att) + ctc CTC + dec_ce att
+ *         + mel_l1 L1(mel, teacher mel) + enc_l1 L1(enc, teacher enc)
+ *   with w = cfg.ctc_weight;
  *       CTC: sum over utterances (zero_infinity) / B    (Auto-AVSR CTC module)
- *       attention: ESPnet LabelSmoothingLoss(normalize_length=False), i.e.
+ *       att: ESPnet LabelSmoothingLoss(normalize_length=False), i.e.
  *       KL to the smoothed target (1 - eps on the target, eps / (V - 1)
- *       elsewhere) summed over tokens / B. accuracy = th_accuracy (argmax
- *       over non-padding decoder targets, <eos> included).
+ *       elsewhere) summed over tokens / B (eps = cfg.label_smoothing). The
+ *       targets are whatever the batch holds (transcripts or a teacher's
+ *       greedy tokens). accuracy = th_accuracy (argmax over non-padding
+ *       decoder targets, <eos> included).
+ *       L1: mean |x - teacher| over the valid elements only: the first
+ *       mel_lengths[b] frames x 80 bins of every clip (the ASR input mel:
+ *       the enhanced mel when the fusion module ran), and the first
+ *       enc_lengths[b] frames x d of the encoder output. (ASR2AVSR averages
+ *       per utterance, then over the batch; the two agree when every clip
+ *       has the same length, and ours does not let padding dilute it.)
+ *   avsr_model_forward is the hybrid term alone (hybrid = 1).
+ * Teacher (avsr_model_teach): a frozen model from another stage, run in
+ * evaluation mode without gradients on the clean audio and no video.
  *
  * Token ids: blank 0, sos = eos = V - 1, padding of targets -1 (ignore).
  *
@@ -38,6 +73,10 @@
  *   aux_encoder.after_norm.*  LATE fusion: the audio branch
  *   encoder.audio_frontend.*  EARLY fusion: the audio frontend
  *   fusion.*                  fc1, bn1 | norm1, fc2 (concat_mlp); gate (gated)
+ *   fusion_module.*           ASR2AVSR fusion module (the PyTorch names of
+ *                             AV_Fusion: spec_frontend.*, video_frontend.*,
+ *                             fusion_block.*); the ASR behind it keeps the
+ *                             audio-only names (encoder.embed.*, encoder.*)
  *   proj_decoder.*            only when the decoder width differs
  *   decoder.*                 embed.0, decoders.{i}.*, after_norm, output_layer
  *   ctc.ctc_lo.{weight,bias}
@@ -57,6 +96,7 @@
 #include <stdio.h>
 
 #include "audio_frontend.h"
+#include "av_fusion_module.h"
 #include "conformer.h"
 #include "decoder.h"
 #include "fusion.h"
@@ -90,10 +130,12 @@ enum avsr_model_module {
     AVSR_MOD_ENCODER,
     AVSR_MOD_DECODER,
     AVSR_MOD_CTC,
+    AVSR_MOD_FUSION_MODULE,
     AVSR_MOD_COUNT
 };
 
-/* "visual frontend", "audio frontend", "fusion", "encoder", "decoder", "ctc" */
+/* "visual frontend", "audio frontend", "fusion", "encoder", "decoder", "ctc",
+ * "fusion module" */
 const char *avsr_model_module_name(int mod);
 
 typedef struct avsr_model_cfg {
@@ -117,6 +159,10 @@ typedef struct avsr_model_cfg {
     float ctc_weight;                   /* w in [0, 1]; 1 = CTC only (no decoder) */
     float ctc_dropout;                  /* dropout before ctc_lo */
     float label_smoothing;              /* ESPnet lsm_weight */
+    bool use_fusion_module;             /* ASR2AVSR: needs audio LOGMEL80, no video */
+    avsr_avfm_cfg fusion_module;        /* n_mels must be 80 */
+    int64_t mel_pad_frames;             /* LOGMEL80: pad the ASR input mel (0 = off;
+                                         * Whisper: 3000) */
 } avsr_model_cfg;
 
 /* Auto-AVSR's AV model (audio wave + video, late concat+MLP fusion with
@@ -137,6 +183,7 @@ typedef struct avsr_model {
     avsr_nn_linear proj_decoder;
     avsr_decoder dec;
     avsr_nn_linear ctc_lo;
+    avsr_avfm fm;                   /* "fusion_module" (cfg.use_fusion_module) */
     /* the tensors each module registered (for the summary) */
     avsr_tensor **members[AVSR_MOD_COUNT];
     int n_members[AVSR_MOD_COUNT];
@@ -170,11 +217,14 @@ typedef struct avsr_model_input {
 } avsr_model_input;
 
 typedef struct avsr_losses {
-    avsr_tensor *total; /* [1] w * ctc + (1 - w) * att (what backward starts from) */
-    avsr_tensor *ctc;   /* [1] */
-    avsr_tensor *att;   /* [1] or NULL without decoder */
-    double att_acc;     /* attention accuracy (0 without decoder) */
-    int64_t att_count;  /* tokens counted for the accuracy */
+    avsr_tensor *total;  /* [1] the weighted sum (what backward starts from) */
+    avsr_tensor *ctc;    /* [1], or NULL when no term contains it (hybrid, ctc) */
+    avsr_tensor *att;    /* [1], or NULL without decoder or when no term contains
+                          * it (hybrid, dec_ce) */
+    avsr_tensor *mel_l1; /* [1] or NULL when the term is off */
+    avsr_tensor *enc_l1; /* [1] or NULL when the term is off */
+    double att_acc;      /* attention accuracy (0 without decoder) */
+    int64_t att_count;   /* tokens counted for the accuracy */
 } avsr_losses;
 
 typedef struct avsr_model_out {
@@ -182,8 +232,33 @@ typedef struct avsr_model_out {
     int64_t *enc_lengths;   /* [B] (arena) */
     avsr_tensor *ctc_logits;/* [B, T, V] */
     avsr_tensor *dec_logits;/* [B, L + 1, V] (targets and decoder) or NULL */
-    avsr_losses loss;       /* filled when targets are given */
+    avsr_tensor *mel;       /* logmel80 models: [B, 80, F] the ASR's input
+                             * log-mel (enhanced when the fusion module ran;
+                             * after mel_pad_frames padding), else NULL */
+    int64_t *mel_lengths;   /* [B] valid (unpadded) frames of mel, or NULL */
+    bool fused;             /* the fusion module ran (the batch had video) */
+    avsr_losses loss;       /* filled when targets or L1 terms are given */
 } avsr_model_out;
+
+/* Weights of the loss terms (0 = term off):
+ *   total = hybrid * (w * CTC + (1 - w) * att) + ctc * CTC + dec_ce * att
+ *         + mel_l1 * L1(mel, teacher mel) + enc_l1 * L1(enc, teacher enc)
+ * w = cfg.ctc_weight. CTC and att as avsr_model_forward (sum over an
+ * utterance, / B); L1: mean over the valid (unpadded) elements (see the
+ * top of this file). */
+typedef struct avsr_model_loss_w {
+    double hybrid, ctc, dec_ce, mel_l1, enc_l1; /* 0 = term off */
+} avsr_model_loss_w;
+
+/* What a teacher gives (arena memory, valid until avsr_ctx_reset). */
+typedef struct avsr_model_teacher_out {
+    avsr_tensor *mel;        /* [B, 80, F] log-mel of the clean audio the teacher saw (or NULL) */
+    avsr_tensor *enc;        /* [B, T, d] teacher encoder output */
+    int64_t *enc_lengths;    /* [B] */
+    int64_t *tokens;         /* [B, max_tokens] teacher greedy tokens (NULL unless asked) */
+    int64_t *token_lengths;  /* [B] */
+    int64_t max_tokens;
+} avsr_model_teacher_out;
 
 /* Encoder output only (for feature losses): [B, T, d], lengths into
  * enc_lengths [B] (caller memory) when not NULL. */
@@ -195,6 +270,30 @@ avsr_tensor *avsr_model_ctc_logits(avsr_ctx *ctx, const avsr_model *m, avsr_tens
  * losses. Returns 0, or -1 with the context's error set. */
 int avsr_model_forward(avsr_ctx *ctx, const avsr_model *m, const avsr_model_input *b,
                        avsr_model_out *out);
+/* Forward with the weighted loss terms of w (NULL = hybrid 1). teacher
+ * (avsr_model_teach's output) may be NULL when mel_l1 == enc_l1 == 0.
+ * CTC / att terms need targets; mel_l1 needs a fusion-module model and a
+ * teacher mel. Fills out as avsr_model_forward does, and out->loss with
+ * every term that is on (mel_l1 / enc_l1 [1] or NULL). Returns 0, or -1
+ * with the context's error set. */
+int avsr_model_forward_losses(avsr_ctx *ctx, const avsr_model *m, const avsr_model_input *in,
+                              const avsr_model_loss_w *w, const avsr_model_teacher_out *teacher,
+                              avsr_model_out *out);
+
+/* Teacher pass: the frozen teacher model on the clean audio (clean->video
+ * must be NULL; the fusion module, if any, is bypassed), run in evaluation
+ * mode without gradients whatever the context's modes (restored after).
+ * Fills out->mel (the teacher's ASR input log-mel; NULL unless logmel80),
+ * out->enc / enc_lengths and, with want_tokens, greedy tokens: attention
+ * greedy decoding when the teacher has a decoder (from <sos>, argmax over
+ * 1..V-1 -- blank is never picked --, until <eos> or enc_lengths[b]
+ * tokens), else CTC greedy (argmax per frame, repeats collapsed, blanks
+ * dropped). tokens [B, max_tokens] row-major, padded with -1, max_tokens >=
+ * 1. Memory from the ctx arena (valid until avsr_ctx_reset). Returns 0, or
+ * -1 with the context's error set. */
+int avsr_model_teach(avsr_ctx *ctx, const avsr_model *teacher, const avsr_model_input *clean,
+                     bool want_tokens, avsr_model_teacher_out *out);
+
 /* log_softmax of the CTC logits [B, T, V] (for search). */
 avsr_tensor *avsr_model_ctc_log_probs(avsr_ctx *ctx, const avsr_model *m, avsr_tensor *enc);
 

@@ -152,7 +152,8 @@ static int parse_audio(rd *r, avsr_ynode *a, avsr_model_cfg *c)
         c->wave.width = (int)width;
         c->wave.pool = (int)pool;
         if (not_here(r, a, w, "subsample_channels", "only for features: logmel80") < 0 ||
-            not_here(r, a, w, "spec_augment", "only for features: logmel80") < 0)
+            not_here(r, a, w, "spec_augment", "only for features: logmel80") < 0 ||
+            not_here(r, a, w, "pad_frames", "only for features: logmel80") < 0)
             return -1;
     } else {
         static const char *const wave_keys[] = {"width", "depth", "act", "pool", NULL};
@@ -162,14 +163,21 @@ static int parse_audio(rd *r, avsr_ynode *a, avsr_model_cfg *c)
         if (!strcmp(f, "logmel80")) {
             c->audio = AVSR_AUDIO_LOGMEL80;
             int64_t ch;
+            avsr_ynode *pn = avsr_ynode_get(a, "pad_frames");
             if (get_int(r, a, w, "subsample_channels", 0, 0, 4096, &ch) < 0 ||
-                parse_specaug(r, a, &c->specaug) < 0)
+                parse_specaug(r, a, &c->specaug) < 0 ||
+                get_int(r, a, w, "pad_frames", 0, 0, 1000000, &c->mel_pad_frames) < 0)
                 return -1;
+            if (c->mel_pad_frames > 0 && c->mel_pad_frames < 7)
+                return avsr_yaml_error(r->y, pn, r->err, "%s.pad_frames: %lld, expected 0 (off) "
+                                       "or at least 7 (the subsampling's minimum)", w,
+                                       (long long)c->mel_pad_frames);
             c->subsample_channels = (int)ch;
         } else {
             c->audio = AVSR_AUDIO_FBANK104;
             if (not_here(r, a, w, "subsample_channels", "only for features: logmel80") < 0 ||
-                not_here(r, a, w, "spec_augment", "only for features: logmel80") < 0)
+                not_here(r, a, w, "spec_augment", "only for features: logmel80") < 0 ||
+                not_here(r, a, w, "pad_frames", "only for features: logmel80") < 0)
                 return -1;
         }
     }
@@ -213,6 +221,112 @@ static int parse_fusion(rd *r, avsr_ynode *f, avsr_model_cfg *c)
     }
     if (get_f(r, f, w, "modality_dropout", 0.0, 0.0, 1.0, &c->p_modality) < 0 ||
         get_f(r, f, w, "audio_share", 0.5, 0.0, 1.0, &c->p_audio) < 0)
+        return -1;
+    return avsr_yaml_check_unused(r->y, f, w, r->err);
+}
+
+/* a list of n integers in [lo, hi] into out (absent: keep out) */
+static int get_ints(rd *r, avsr_ynode *map, const char *what, const char *key, int n,
+                    int64_t lo, int64_t hi, int *out)
+{
+    avsr_ynode *s;
+    char path[160];
+    snprintf(path, sizeof path, "%s.%s", what, key);
+    if (avsr_yaml_get_seq(r->y, map, what, key, false, &s, r->err) < 0)
+        return -1;
+    if (!s)
+        return 0;
+    if (avsr_ynode_len(s) != n)
+        return avsr_yaml_error(r->y, s, r->err, "%s: expected a list of %d integers, got %d",
+                               path, n, avsr_ynode_len(s));
+    for (int i = 0; i < n; i++) {
+        int64_t v;
+        if (avsr_ynode_to_int(r->y, avsr_ynode_item(s, i), path, lo, hi, &v, r->err) < 0)
+            return -1;
+        out[i] = (int)v;
+    }
+    return 0;
+}
+
+/* ASR2AVSR fusion module (models/av_fusion_module.h); defaults: the paper */
+static int parse_fusion_module(rd *r, avsr_ynode *f, avsr_avfm_cfg *c)
+{
+    const char *w = "model.fusion_module";
+    avsr_ynode *an, *vn, *xn;
+    avsr_avfm_cfg_default(c);
+    c->video_scale = 1.0f; /* the loader's video (docs/models/recipe-model.md) */
+    if (avsr_yaml_get_map(r->y, f, w, "audio_cnn", false, &an, r->err) < 0 ||
+        avsr_yaml_get_map(r->y, f, w, "video_cnn", false, &vn, r->err) < 0 ||
+        avsr_yaml_get_map(r->y, f, w, "cross_attention", false, &xn, r->err) < 0)
+        return -1;
+    int64_t v;
+    const char *wa = "model.fusion_module.audio_cnn";
+    if (an) {
+        if (get_int(r, an, wa, "channels", c->spec_channels, 1, 4096, &v) < 0)
+            return -1;
+        c->spec_channels = (int)v;
+        if (get_int(r, an, wa, "blocks", c->spec_layers, 2, 64, &v) < 0)
+            return -1;
+        c->spec_layers = (int)v;
+        if (avsr_yaml_check_unused(r->y, an, wa, r->err) < 0)
+            return -1;
+    }
+    const char *wv = "model.fusion_module.video_cnn";
+    if (vn) {
+        if (get_int(r, vn, wv, "stem", c->lip_stem, 1, 4096, &v) < 0)
+            return -1;
+        c->lip_stem = (int)v;
+        if (get_int(r, vn, wv, "inner", c->lip_inner, 1, 4096, &v) < 0)
+            return -1;
+        c->lip_inner = (int)v;
+        if (get_ints(r, vn, wv, "channels", 4, 1, 4096, c->lip_channels) < 0)
+            return -1;
+        avsr_ynode *bl;
+        char path[96];
+        snprintf(path, sizeof path, "%s.blocks", wv);
+        if (avsr_yaml_get_seq(r->y, vn, wv, "blocks", false, &bl, r->err) < 0)
+            return -1;
+        if (bl && avsr_ynode_len(bl) != 4)
+            return avsr_yaml_error(r->y, bl, r->err, "%s: expected 4 stages of [2D blocks, 3D "
+                                   "blocks], got %d", path, avsr_ynode_len(bl));
+        for (int k = 0; bl && k < 4; k++) {
+            avsr_ynode *it = avsr_ynode_item(bl, k);
+            if (avsr_ynode_kind_of(it) != AVSR_Y_SEQ || avsr_ynode_len(it) != 2)
+                return avsr_yaml_error(r->y, it, r->err, "%s[%d]: expected [2D blocks, 3D "
+                                       "blocks], e.g. [2, 1]", path, k);
+            int64_t n2, n3;
+            if (avsr_ynode_to_int(r->y, avsr_ynode_item(it, 0), path, 1, 16, &n2, r->err) < 0 ||
+                avsr_ynode_to_int(r->y, avsr_ynode_item(it, 1), path, 0, 16, &n3, r->err) < 0)
+                return -1;
+            c->lip_blocks[k][0] = (int)n2;
+            c->lip_blocks[k][1] = (int)n3;
+        }
+        if (avsr_yaml_check_unused(r->y, vn, wv, r->err) < 0)
+            return -1;
+    }
+    const char *wx = "model.fusion_module.cross_attention";
+    if (xn) {
+        avsr_ynode *wn = avsr_ynode_get(xn, "window");
+        if (get_int(r, xn, wx, "layers", c->layers, 0, 64, &v) < 0)
+            return -1;
+        c->layers = (int)v;
+        if (get_int(r, xn, wx, "heads", c->heads, 1, 64, &v) < 0)
+            return -1;
+        c->heads = (int)v;
+        if (get_int(r, xn, wx, "dim", c->d_model, 1, 4096, &v) < 0)
+            return -1;
+        c->d_model = (int)v;
+        if (get_int(r, xn, wx, "window", c->window, 4, 1 << 20, &v) < 0)
+            return -1;
+        if (v % 4 != 0)
+            return avsr_yaml_error(r->y, wn, r->err, "%s.window: %lld is not a multiple of 4 "
+                                   "(windows overlap by half and are stitched by quarters)",
+                                   wx, (long long)v);
+        c->window = (int)v;
+        if (avsr_yaml_check_unused(r->y, xn, wx, r->err) < 0)
+            return -1;
+    }
+    if (get_f(r, f, w, "video_scale", 1.0, 1e-6, 1e3, &c->video_scale) < 0)
         return -1;
     return avsr_yaml_check_unused(r->y, f, w, r->err);
 }
@@ -309,8 +423,8 @@ int avsr_model_cfg_parse(const avsr_yaml *y, avsr_ynode *model, int vocab_size,
         return avsr_yaml_error(y, model, err, "model: vocabulary size %d, expected at least 3",
                                vocab_size);
     avsr_model_cfg_default(c, vocab_size);
-    avsr_ynode *vn, *an, *fn, *dn, *en;
-    bool has_v, has_a, has_f, has_d;
+    avsr_ynode *vn, *an, *fn, *dn, *en, *mn;
+    bool has_v, has_a, has_f, has_d, has_m;
     if (section(&r, model, w, "video", &vn, &has_v) < 0 ||
         section(&r, model, w, "audio", &an, &has_a) < 0)
         return -1;
@@ -321,6 +435,23 @@ int avsr_model_cfg_parse(const avsr_yaml *y, avsr_ynode *model, int vocab_size,
                                "model: needs a video or an audio section (or both)");
     if ((has_v && parse_video(&r, vn, c) < 0) || (has_a && parse_audio(&r, an, c) < 0))
         return -1;
+    if (section(&r, model, w, "fusion_module", &mn, &has_m) < 0)
+        return -1;
+    if (has_m) {
+        if (has_v)
+            return avsr_yaml_error(y, mn, err, "model.fusion_module: given together with "
+                                   "model.video: the fusion module takes the video itself "
+                                   "(remove the video section)");
+        if (!has_a || c->audio != AVSR_AUDIO_LOGMEL80)
+            return avsr_yaml_error(y, mn, err, "model.fusion_module: needs an audio section with "
+                                   "features: logmel80 (it enhances the log-mel)%s%s",
+                                   has_a ? ", got " : "",
+                                   !has_a ? ""
+                                   : c->audio == AVSR_AUDIO_WAVE ? "wave" : "fbank104");
+        c->use_fusion_module = true;
+        if (parse_fusion_module(&r, mn, &c->fusion_module) < 0)
+            return -1;
+    }
     if (avsr_yaml_get_map(y, model, w, "encoder", false, &en, err) < 0 ||
         parse_encoder(&r, en, c) < 0)
         return -1;

@@ -53,7 +53,18 @@ int avsr_ffn_init(avsr_ffn *f, avsr_params *p, const char *prefix, int64_t d, in
 avsr_tensor *avsr_ffn_forward(avsr_ctx *ctx, const avsr_ffn *f, avsr_tensor *x, avsr_act_kind act,
                               float dropout, uint32_t purpose)
 {
-    avsr_tensor *h = avsr_op_linear_act(ctx, x, f->w_1.weight, f->w_1.bias, act);
+    avsr_tensor *h;
+    if (f->w_1.lora) {
+        /* a LoRA adapter on w_1 (models/lora.h): the fused linear + activation
+         * product would not see it */
+        h = avsr_nn_linear_forward(ctx, &f->w_1, x);
+        h = act == AVSR_ACT_RELU   ? avsr_op_relu(ctx, h)
+            : act == AVSR_ACT_SILU ? avsr_op_silu(ctx, h)
+            : act == AVSR_ACT_GELU ? avsr_op_gelu(ctx, h)
+                                   : h;
+    } else {
+        h = avsr_op_linear_act(ctx, x, f->w_1.weight, f->w_1.bias, act);
+    }
     h = avsr_op_dropout(ctx, h, dropout, purpose);
     return avsr_nn_linear_forward(ctx, &f->w_2, h);
 }

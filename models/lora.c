@@ -71,6 +71,9 @@ int avsr_lora_track(avsr_lora *l, avsr_nn_linear *m)
 
 int avsr_lora_track_mha(avsr_lora *l, struct avsr_mha *m)
 {
+    for (int i = 0; i < l->nmha; i++)
+        if (l->mha[i] == m) /* recorded before (its linears are in the set) */
+            return 0;
     if (l->nmha == l->capmha) {
         int cap = l->capmha ? 2 * l->capmha : 16;
         avsr_mha **t = realloc(l->mha, (size_t)cap * sizeof *t);

@@ -44,13 +44,19 @@
  *
  * Attention blocks (models/attention.h) register their q/k/v weights
  * directly (so they sit back to back for the fused q/k/v product) rather
- * than through avsr_nn_linear_init, so tracking does not see them; and the
- * fused product does not see adapters. avsr_lora_track_mha() records the
- * block's linear layers and the block itself; avsr_lora_attach() then
- * switches fuse_qkv off in every tracked block where q, k or v got an
- * adapter. (A change in attention.c -- reporting q/k/v to
- * avsr_lora_note_linear and not fusing adapted layers -- would make this
- * automatic.) */
+ * than through avsr_nn_linear_init; avsr_mha_init reports them to
+ * avsr_lora_note_linear, so a tracking region sees them like any other
+ * linear, and the attention forward does not fuse q/k/v when one of them
+ * has an adapter (avsr_mha_fused). avsr_lora_track_mha() records a block
+ * built outside a tracking region (its linear layers and the block, whose
+ * fuse_qkv avsr_lora_attach() then switches off where q, k or v got an
+ * adapter). Either way, and however often a layer or block is recorded,
+ * by one set or several, a linear layer gets at most one adapter: the set
+ * keeps each layer once, and attach skips layers that already have one
+ * (tests/test_lora.c checks this on a whole model). Likewise the
+ * Conformer / decoder feed-forward runs w_1 as a plain linear plus
+ * activation, not as the fused linear + activation product, when w_1 has
+ * an adapter. */
 #ifndef AVSR_LORA_H
 #define AVSR_LORA_H
 

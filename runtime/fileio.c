@@ -122,3 +122,48 @@ int avsr_file_read_all(const char *path, void **buf, size_t *len, avsr_error *er
     *len = n;
     return 0;
 }
+
+int avsr_mkdir_p(const char *path, avsr_error *err)
+{
+    size_t n = strlen(path);
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return AVSR_NOMEM(err, n + 1);
+    memcpy(buf, path, n + 1);
+    for (char *s = buf + 1;; s++) {
+        if (*s == '/' || *s == 0) {
+            char c = *s;
+            *s = 0;
+            struct stat sb;
+            if (mkdir(buf, 0777) < 0 && (errno != EEXIST || stat(buf, &sb) < 0 ||
+                                         !S_ISDIR(sb.st_mode))) {
+                int e = errno == EEXIST ? ENOTDIR : errno;
+                avsr_error_set(err, AVSR_ERR_IO, "%s: cannot create directory: %s", buf,
+                               strerror(e));
+                free(buf);
+                return -1;
+            }
+            *s = c;
+            if (!c)
+                break;
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+int avsr_mkdir_parent(const char *path, avsr_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return 0;
+    size_t n = (size_t)(slash - path);
+    char *dir = malloc(n + 1);
+    if (!dir)
+        return AVSR_NOMEM(err, n + 1);
+    memcpy(dir, path, n);
+    dir[n] = 0;
+    int rc = avsr_mkdir_p(dir, err);
+    free(dir);
+    return rc;
+}

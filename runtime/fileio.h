@@ -31,6 +31,11 @@ void avsr_afile_abort(avsr_afile *af);
 /* Read a whole file into a malloc'd buffer (*len bytes, plus a NUL after). */
 int avsr_file_read_all(const char *path, void **buf, size_t *len, avsr_error *err);
 
+/* mkdir -p: create path and its missing parents (0777 & umask). */
+int avsr_mkdir_p(const char *path, avsr_error *err);
+/* mkdir -p of the directory that will hold the file `path`. */
+int avsr_mkdir_parent(const char *path, avsr_error *err);
+
 /* fsync the directory containing path (after a rename). */
 int avsr_fsync_dir_of(const char *path, avsr_error *err);
 

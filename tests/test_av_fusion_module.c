@@ -4,7 +4,7 @@
  * parameter gradient, running statistics, evaluation mode), the windowed
  * attention at lengths 37, 160, 161 and 400, a finite-difference check of
  * the fusion block over several windows, the paper configuration's
- * parameter count, bad input. */
+ * parameter count, video_scale, bad input. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,6 +294,53 @@ static void paper_and_errors(avsr_ctx *ctx)
     avsr_params_destroy(p);
 }
 
+/* video_scale: 1/255 on raw gray values (the paper, the default) equals
+ * scale 1 on video the caller divided by 255 (the AVSR model passes the
+ * loader's video with scale 1); a scale <= 0 is rejected. */
+static void video_scale(avsr_ctx *ctx)
+{
+    avsr_avfm m1, m2;
+    avsr_avfm_cfg c1, c2;
+    avsr_avfm_cfg_default(&c1);
+    tap_ok(fabsf(c1.video_scale - 1.0f / 255.0f) < 1e-9f, "default video_scale is 1/255");
+    avfm_cfg(&c1);
+    c2 = c1;
+    c2.video_scale = 1.0f;
+    avsr_params *p1 = build(&m1, &c1), *p2 = build(&m2, &c2);
+    int64_t sm[3] = {2, 8, 24}, sv[4] = {2, 6, 65, 65};
+    avsr_tensor *mel = tu_rand(3, sm, 31, -1, 1, false), *raw = tu_rand(4, sv, 32, 0, 255, false);
+    avsr_tensor *scaled = tu_rand(4, sv, 32, 0, 255, false);
+    for (int64_t i = 0; i < scaled->numel; i++)
+        avsr_f32(scaled)[i] /= 255.0f;
+    avsr_ctx_set_training(ctx, false);
+    avsr_ctx_set_grad(ctx, false);
+    avsr_tensor *y1 = avsr_avfm_forward(ctx, &m1, mel, raw);
+    avsr_tensor *y2 = avsr_avfm_forward(ctx, &m2, mel, scaled);
+    bool ok = y1 && y2;
+    double d = 0;
+    for (int64_t i = 0; ok && i < y1->numel; i++)
+        d = fmax(d, fabs(avsr_f32(y1)[i] - avsr_f32(y2)[i]));
+    tap_ok(ok && d <= 1e-5, "video_scale 1/255 on 0..255 equals video_scale 1 on x / 255 (max "
+                            "diff %.2e)", d);
+    avsr_ctx_reset(ctx);
+    avsr_ctx_set_grad(ctx, true);
+    avsr_avfm_free(&m1);
+    avsr_avfm_free(&m2);
+    avsr_params_destroy(p1);
+    avsr_params_destroy(p2);
+    avsr_tensor_free(mel);
+    avsr_tensor_free(raw);
+    avsr_tensor_free(scaled);
+    avsr_avfm_cfg bad = c2;
+    bad.video_scale = 0.0f;
+    avsr_error err = {0};
+    avsr_params *p = avsr_params_create();
+    tap_ok(avsr_avfm_init(&m1, p, "f", &bad, &err) < 0 && strstr(err.msg, "video_scale 0;"),
+           "video_scale 0 is rejected: %s", err.msg);
+    avsr_avfm_free(&m1);
+    avsr_params_destroy(p);
+}
+
 int main(void)
 {
     avsr_ctx *ctx = tu_ctx();
@@ -306,6 +353,7 @@ int main(void)
     avsr_st_close(sa);
     gradcheck(ctx);
     paper_and_errors(ctx);
+    video_scale(ctx);
     avsr_ctx_destroy(ctx);
     return tap_done();
 }

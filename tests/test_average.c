@@ -3,8 +3,8 @@
  * - the average of three fixture checkpoints (tests/golden/gen_avg.py,
  *   numpy) equals numpy's bit for bit: F32, F64, F16 means with double
  *   accumulation, I64/I32 floor division (negative sums included);
- * - metadata: sources (paths and steps), the first input's model config and
- *   vocabulary;
+ * - metadata: sources (paths and steps), the model config and vocabulary
+ *   (which must agree across the inputs: a disagreement is a message);
  * - tensors larger than one streaming chunk;
  * - mismatched inputs (names, shapes, dtypes, a truncated file): a message
  *   naming the tensor and both files, and no output;
@@ -117,7 +117,7 @@ static void test_golden(void)
     json_decref(j);
     tap_ok(ok, "avsr.avg.sources lists the 3 paths with steps 100, 200, 300");
     const char *mc = avsr_st_meta(got, "avsr.model");
-    tap_ok(mc && strstr(mc, "\"which\": 0") && avsr_st_meta(got, "avsr.tokenizer") &&
+    tap_ok(mc && strcmp(mc, "{\"d_model\": 7}") == 0 && avsr_st_meta(got, "avsr.tokenizer") &&
                strcmp(avsr_st_meta(got, "format"), "pt") == 0 &&
                strcmp(avsr_st_meta(got, "avsr.avg.count"), "3") == 0 &&
                avsr_st_meta(got, "avsr.step") == NULL,
@@ -162,6 +162,22 @@ static void write_st(const char *path, int n, const char *const *names, const av
     avsr_st_writer *w = avsr_st_writer_create();
     for (int i = 0; i < n; i++)
         avsr_st_writer_add(w, names[i], dt[i], ndim[i], shape[i], data[i], &err);
+    if (avsr_st_writer_write(w, path, &err) < 0)
+        tap_bail("%s", err.msg);
+    avsr_st_writer_destroy(w);
+}
+
+/* One F32 tensor "a" [6] with the model-file metadata (NULL: left out). */
+static void write_st_meta(const char *path, const float *x, const char *model, const char *tok)
+{
+    avsr_error err = {0};
+    avsr_st_writer *w = avsr_st_writer_create();
+    int64_t s[1] = {6};
+    avsr_st_writer_add(w, "a", AVSR_F32, 1, s, x, &err);
+    if (model)
+        avsr_st_writer_meta(w, "avsr.model", model, &err);
+    if (tok)
+        avsr_st_writer_meta(w, "avsr.tokenizer", tok, &err);
     if (avsr_st_writer_write(w, path, &err) < 0)
         tap_bail("%s", err.msg);
     avsr_st_writer_destroy(w);
@@ -247,6 +263,33 @@ static void test_mismatch(void)
     rc = avsr_avg_files(in4, NULL, 2, out, &err);
     snprintf(want, sizeof want, "avsr-avg: tensor 'b' is in %s but not in %s", A, E);
     tap_ok(rc < 0 && strcmp(err.msg, want) == 0, "a tensor only in a later input: %s", err.msg);
+    avsr_error_clear(&err);
+
+    /* the model configuration and the vocabulary must agree */
+    const char *M1 = pth("%s/m_meta1.safetensors", base), *M2 = pth("%s/m_meta2.safetensors", base);
+    const char *M3 = pth("%s/m_meta3.safetensors", base);
+    write_st_meta(M1, x, "{\"d\": 1}", "{\"t\": 1}");
+    write_st_meta(M2, x, "{\"d\": 2}", "{\"t\": 1}");
+    write_st_meta(M3, x, NULL, "{\"t\": 1}");
+    const char *in7[2] = {M1, M2};
+    rc = avsr_avg_files(in7, NULL, 2, out, &err);
+    snprintf(want, sizeof want,
+             "avsr-avg: metadata 'avsr.model' differs between %s and %s (checkpoints of "
+             "different model configurations cannot be averaged)", M1, M2);
+    tap_ok(rc < 0 && strcmp(err.msg, want) == 0, "different model configurations: %s", err.msg);
+    avsr_error_clear(&err);
+    const char *in8[2] = {M1, M3};
+    rc = avsr_avg_files(in8, NULL, 2, out, &err);
+    snprintf(want, sizeof want, "avsr-avg: metadata 'avsr.model' is in %s but not in %s", M1, M3);
+    tap_ok(rc < 0 && strcmp(err.msg, want) == 0, "model configuration in one input only: %s",
+           err.msg);
+    avsr_error_clear(&err);
+    write_st_meta(M2, x, "{\"d\": 1}", "{\"t\": 2}");
+    rc = avsr_avg_files(in7, NULL, 2, out, &err);
+    snprintf(want, sizeof want,
+             "avsr-avg: metadata 'avsr.tokenizer' differs between %s and %s (checkpoints of "
+             "different vocabularies cannot be averaged)", M1, M2);
+    tap_ok(rc < 0 && strcmp(err.msg, want) == 0, "different vocabularies: %s", err.msg);
     avsr_error_clear(&err);
 
     /* a truncated input */

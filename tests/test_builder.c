@@ -3,6 +3,7 @@
  * defaults and model variants (video-only, audio-only with each feature
  * type, early/late fusion, Transformer encoder, CTC-only, decoder width
  * projection), each built, run forward and checked for shapes. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,35 @@ static const struct {
      "recipe.yaml:2:25: model.audio.spec_augment: only for features: logmel80"},
     {"model:\n  audio: {features: logmel80, spec_augment: {time_mask: 2}}\n",
      "recipe.yaml:2:46: model.audio.spec_augment: unknown key 'time_mask'"},
+    /* ASR2AVSR: the fusion module and the Whisper-style mel padding */
+    {"model:\n  video: {}\n  audio: {features: logmel80}\n  fusion_module: {}\n",
+     "recipe.yaml:4:18: model.fusion_module: given together with model.video: the fusion "
+     "module takes the video itself (remove the video section)"},
+    {"model:\n  audio: {features: wave}\n  fusion_module: {}\n",
+     "recipe.yaml:3:18: model.fusion_module: needs an audio section with features: logmel80 "
+     "(it enhances the log-mel), got wave"},
+    {"model:\n  audio: {features: logmel80}\n  fusion_module: {cross_attention: {window: 10}}\n",
+     "recipe.yaml:3:45: model.fusion_module.cross_attention.window: 10 is not a multiple of 4 "
+     "(windows overlap by half and are stitched by quarters)"},
+    {"model:\n  audio: {features: logmel80}\n  fusion_module: {cross_attention: {hop: 80}}\n",
+     "recipe.yaml:3:37: model.fusion_module.cross_attention: unknown key 'hop'"},
+    {"model:\n  audio: {features: logmel80}\n"
+     "  fusion_module: {video_cnn: {blocks: [[1, 1], [1, 1], [1, 1]]}}\n",
+     "recipe.yaml:3:39: model.fusion_module.video_cnn.blocks: expected 4 stages of [2D blocks, "
+     "3D blocks], got 3"},
+    {"model:\n  audio: {features: logmel80}\n"
+     "  fusion_module: {video_cnn: {blocks: [[1, 1], [1, 1], [1, 1], 2]}}\n",
+     "recipe.yaml:3:64: model.fusion_module.video_cnn.blocks[3]: expected [2D blocks, 3D "
+     "blocks], e.g. [2, 1]"},
+    {"model:\n  audio: {features: logmel80}\n  fusion_module: {audio_cnn: {blocks: 1}}\n",
+     "recipe.yaml:3:39: model.fusion_module.audio_cnn.blocks: 1 is out of range [2, 64]"},
+    {"model:\n  audio: {features: logmel80}\n  fusion_module: [1]\n",
+     "recipe.yaml:3:18: model.fusion_module: expected a mapping or none, got a list"},
+    {"model:\n  audio: {features: wave, pad_frames: 3000}\n",
+     "recipe.yaml:2:39: model.audio.pad_frames: only for features: logmel80"},
+    {"model:\n  audio: {features: logmel80, pad_frames: 5}\n",
+     "recipe.yaml:2:43: model.audio.pad_frames: 5, expected 0 (off) or at least 7 (the "
+     "subsampling's minimum)"},
 };
 
 /* Build, finalise, run a forward pass with targets on a tiny batch. */
@@ -143,6 +173,32 @@ static void defaults(void)
                c.decoder.d_model == 768 && c.use_decoder && c.ctc_weight == 0.1f &&
                c.label_smoothing == 0.1f && c.encoder.dropout == 0.1f,
            "defaults are Auto-AVSR's (%s)", err.msg);
+    avsr_model_cfg f;
+    avsr_avfm_cfg paper;
+    avsr_avfm_cfg_default(&paper);
+    rc = parse("model:\n  audio: {features: logmel80, pad_frames: 3000}\n  fusion_module: {}\n",
+               &f, &err);
+    const avsr_avfm_cfg *m = &f.fusion_module;
+    tap_ok(rc == 0 && f.use_fusion_module && !f.use_video && f.mel_pad_frames == 3000 &&
+               m->spec_channels == 128 && m->spec_layers == 7 && m->lip_stem == 64 &&
+               m->lip_channels[2] == 256 && m->lip_blocks[3][0] == 3 && m->lip_blocks[3][1] == 1 &&
+               m->lip_inner == 64 && m->d_model == 80 && m->heads == 12 && m->layers == 12 &&
+               m->window == 160 && m->video_scale == 1.0f && paper.video_scale < 0.004f,
+           "fusion_module: {} is the paper's configuration, with video_scale 1 (the loader's "
+           "video) %s", err.msg);
+    rc = parse("model:\n  audio: {features: logmel80}\n"
+               "  fusion_module:\n"
+               "    audio_cnn: {channels: 16, blocks: 3}\n"
+               "    video_cnn: {stem: 8, channels: [8, 16, 32, 48], blocks: [[1, 0], [2, 1], [1, 2],"
+               " [1, 1]], inner: 12}\n"
+               "    cross_attention: {layers: 3, heads: 4, dim: 40, window: 80}\n"
+               "    video_scale: 0.00392156862745098\n",
+               &f, &err);
+    tap_ok(rc == 0 && m->spec_channels == 16 && m->spec_layers == 3 && m->lip_stem == 8 &&
+               m->lip_channels[3] == 48 && m->lip_blocks[1][0] == 2 && m->lip_blocks[2][1] == 2 &&
+               m->lip_inner == 12 && m->layers == 3 && m->heads == 4 && m->d_model == 40 &&
+               m->window == 80 && fabsf(m->video_scale - 1.0f / 255.0f) < 1e-9f,
+           "fusion_module: every key reaches the configuration %s", err.msg);
 }
 
 int main(void)

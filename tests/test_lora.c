@@ -3,7 +3,9 @@
  * forward and gradients against a PyTorch replica with a frozen base (the
  * base gets no gradient), merge equals the unmerged output, export without
  * adapter tensors, dropout on the adapter input, finite-difference checks,
- * an attention block with adapters, bad arguments. */
+ * an attention block with adapters, bad arguments, and one adapter per
+ * linear however it was tracked (automatic q/k/v, avsr_lora_track_mha, a
+ * second set). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include "fe_golden.h"
 #include "models/attention.h"
+#include "models/builder.h"
 #include "models/lora.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -311,6 +314,121 @@ static void dropout_and_mha(avsr_ctx *ctx)
     avsr_params_destroy(p);
 }
 
+/* One adapter per linear layer, however the layer was found: a whole
+ * model (Conformer encoder, decoder, CTC head, fusion module) built inside
+ * a tracking region -- q/k/v reported by avsr_mha_init, the rest by
+ * avsr_nn_linear_init -- and every attention block ALSO recorded with
+ * avsr_lora_track_mha (as the header's example does), then "*" attached.
+ * Fails if any linear gets two adapters: adapters and their base layers,
+ * base weights and adapter names must all be distinct, every linear must
+ * point at exactly the adapter whose base it is, and merging must equal the
+ * unmerged forward (a second adapter on a base would be merged too). */
+static void no_double_attach(avsr_ctx *ctx)
+{
+    const char *text = "model:\n  audio: {features: logmel80, subsample_channels: 4}\n"
+                       "  fusion_module:\n    audio_cnn: {channels: 2, blocks: 2}\n"
+                       "    video_cnn: {stem: 2, channels: [2, 2, 2, 2], inner: 2,"
+                       " blocks: [[1, 0], [1, 0], [1, 0], [1, 0]]}\n"
+                       "    cross_attention: {layers: 1, heads: 2, dim: 8, window: 16}\n"
+                       "  encoder: {layers: 2, dim: 16, heads: 2, ffn: 24, conv_kernel: 3,"
+                       " dropout: 0.0}\n"
+                       "  decoder: {layers: 2, dim: 8, heads: 2, ffn: 16, dropout: 0.0}\n"
+                       "  ctc_weight: 0.3\n  ctc_dropout: 0.0\n";
+    avsr_error err = {0};
+    avsr_yaml *y = avsr_yaml_load_string("lora.yaml", text, strlen(text), &err);
+    avsr_params *p = avsr_params_create();
+    avsr_model *m = NULL;
+    avsr_lora *l = avsr_lora_create();
+    avsr_lora_track_begin(l);
+    int rc = y ? avsr_model_build(y, avsr_ynode_get(avsr_yaml_root(y), "model"), 11, &m, p, &err)
+               : -1;
+    avsr_lora_track_end(l);
+    if (rc < 0)
+        tap_bail("build: %s", err.msg);
+    avsr_yaml_free(y);
+    int nmha = 0;
+    for (int i = 0; i < m->enc.cfg.layers; i++, nmha++)
+        if (avsr_lora_track_mha(l, &m->enc.layers[i].self_attn) < 0)
+            tap_bail("track_mha");
+    for (int i = 0; i < m->dec.cfg.layers; i++, nmha += 2)
+        if (avsr_lora_track_mha(l, &m->dec.layers[i].self_attn) < 0 ||
+            avsr_lora_track_mha(l, &m->dec.layers[i].src_attn) < 0)
+            tap_bail("track_mha");
+    /* the same blocks once more: recording twice must not matter either */
+    for (int i = 0; i < m->enc.cfg.layers; i++)
+        avsr_lora_track_mha(l, &m->enc.layers[i].self_attn);
+    /* linear layers in the store: 2-D weights of the linears we know of */
+    int nlin = 0;
+    for (int i = 0; i < avsr_params_count(p); i++) {
+        const char *n = avsr_params_at(p, i)->name;
+        size_t k = strlen(n);
+        bool lin = avsr_params_at(p, i)->ndim == 2 && k > 7 && !strcmp(n + k - 7, ".weight") &&
+                   !strstr(n, "embed.0.weight") /* the decoder's embedding */;
+        nlin += lin;
+    }
+    const char *all[] = {"*"};
+    int n1 = avsr_lora_attach(l, p, all, 1, 1, 2.0f, 0.0f, &err);
+    int n2 = avsr_lora_attach(l, p, all, 1, 1, 2.0f, 0.0f, &err);
+    avsr_lora *l2 = avsr_lora_create();
+    avsr_lora_track_mha(l2, &m->enc.layers[0].self_attn);
+    avsr_lora_track(l2, &m->ctc_lo);
+    int n3 = avsr_lora_attach(l2, p, all, 1, 1, 2.0f, 0.0f, &err);
+    tap_ok(n1 == nlin && n2 == 0 && n3 == 0 && avsr_lora_count(l) == nlin &&
+               avsr_lora_count(l2) == 0,
+           "\"*\" wraps each of the %d linear layers once (%d), again: %d, from a second set: "
+           "%d (%d attention blocks tracked twice) %s",
+           nlin, n1, n2, n3, nmha, err.msg);
+    int dup = 0, stale = 0;
+    for (int i = 0; i < avsr_lora_count(l); i++) {
+        const avsr_nn_linear *bi = avsr_lora_base(l, i);
+        stale += bi->lora != avsr_lora_at(l, i);
+        for (int j = 0; j < i; j++) {
+            const avsr_nn_linear *bj = avsr_lora_base(l, j);
+            dup += bi == bj || bi->weight == bj->weight ||
+                   !strcmp(avsr_lora_at(l, i)->A->name, avsr_lora_at(l, j)->A->name);
+        }
+    }
+    const avsr_mha *sa = &m->enc.layers[1].self_attn;
+    tap_ok(dup == 0 && stale == 0 && sa->linear_q.lora && sa->linear_k.lora && sa->linear_v.lora &&
+               sa->linear_pos.lora && m->dec.layers[0].src_attn.linear_v.lora,
+           "no two adapters share a base layer or weight, every base points at its own adapter "
+           "(%d shared, %d stale); q/k/v/pos of the attention blocks are wrapped",
+           dup, stale);
+    if (avsr_params_finalize(p, &err) < 0 || avsr_params_init(p, 2, &err) < 0)
+        tap_bail("%s", err.msg);
+    for (int i = 0; i < avsr_lora_count(l); i++)
+        tu_fill_uniform(avsr_f32(avsr_lora_at(l, i)->B), avsr_lora_at(l, i)->B->numel, 70 + i,
+                        -0.5f, 0.5f);
+    avsr_ctx_set_training(ctx, false);
+    avsr_ctx_set_grad(ctx, false);
+    int64_t sa2[2] = {1, 8 * 640}, sv[4] = {1, 8, 65, 65}, ys[3] = {3, 4, 5}, yl[1] = {3};
+    avsr_tensor *audio = tu_rand(2, sa2, 9, -1, 1, false), *video = tu_rand(4, sv, 10, -1, 1, false);
+    avsr_model_input in = {.B = 1, .audio = audio, .video = video, .targets = ys,
+                           .target_lengths = yl, .max_target = 3};
+    avsr_model_out o0, o1;
+    rc = avsr_model_forward(ctx, m, &in, &o0);
+    int merged = avsr_lora_merge(l);
+    if (rc == 0)
+        rc = avsr_model_forward(ctx, m, &in, &o1);
+    double d = rc == 0 ? 0.0 : INFINITY;
+    for (int64_t i = 0; rc == 0 && i < o0.ctc_logits->numel; i++)
+        d = fmax(d, fabs(avsr_f32(o0.ctc_logits)[i] - avsr_f32(o1.ctc_logits)[i]));
+    for (int64_t i = 0; rc == 0 && i < o0.dec_logits->numel; i++)
+        d = fmax(d, fabs(avsr_f32(o0.dec_logits)[i] - avsr_f32(o1.dec_logits)[i]));
+    tap_ok(merged == nlin && rc == 0 && o0.fused && d < 1e-4,
+           "merging the %d adapters gives the unmerged model's CTC and decoder logits (fusion "
+           "module, encoder, decoder; max diff %.2e)%s",
+           merged, d, rc ? avsr_ctx_errmsg(ctx) : "");
+    avsr_ctx_reset(ctx);
+    avsr_ctx_set_grad(ctx, true);
+    avsr_tensor_free(audio);
+    avsr_tensor_free(video);
+    avsr_lora_destroy(l2);
+    avsr_lora_destroy(l);
+    avsr_model_free(m);
+    avsr_params_destroy(p);
+}
+
 int main(void)
 {
     avsr_ctx *ctx = tu_ctx();
@@ -319,6 +437,7 @@ int main(void)
     golden(ctx, st, "lin1");
     gradchecks(ctx);
     dropout_and_mha(ctx);
+    no_double_attach(ctx);
     avsr_st_close(st);
     avsr_ctx_destroy(ctx);
     return tap_done();

@@ -3,7 +3,8 @@
  * (tests/golden/gen_wer.py -> tests/golden/ops/search_wer.safetensors):
  * per-utterance and corpus S/D/I/H must be equal, rates within 1e-9 (both
  * are the same division of the same integers in double, so in practice
- * bit-equal). */
+ * bit-equal); on normalised pairs, and on raw transcripts normalised by us
+ * and by jiwer transforms that implement docs/eval/scoring.md's rules. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,9 +257,67 @@ static void jiwer_cross_check(void)
     avsr_st_close(st);
 }
 
+/* Raw transcripts (case, punctuation, curly quotes, dashes, odd whitespace):
+ * our normalisation + scoring against jiwer with the documented
+ * normalisation as jiwer transforms (gen_wer.py, "raw.*"). */
+static void jiwer_raw_cross_check(void)
+{
+    avsr_st *st = tu_golden_open("search_wer");
+    int64_t n, nh;
+    char **refs = fx_texts(st, "raw.ref", &n), **hyps = fx_texts(st, "raw.hyp", &nh);
+    if (n != nh)
+        tap_bail("fixture: %lld raw references, %lld hypotheses", (long long)n, (long long)nh);
+    int64_t *wc = fx_i64(st, "raw.word.counts", NULL), *cc = fx_i64(st, "raw.char.counts", NULL);
+    int64_t *cw = fx_i64(st, "raw.corpus.word", NULL), *ccr = fx_i64(st, "raw.corpus.char", NULL);
+    int64_t *rb = fx_i64(st, "raw.corpus.rates_bits", NULL);
+    double rates[2];
+    memcpy(rates, rb, sizeof rates);
+    avsr_edit_counts *wu = malloc(sizeof *wu * (size_t)n), *cu = malloc(sizeof *cu * (size_t)n);
+    avsr_score_result res;
+    avsr_error err = {0};
+    int rc = avsr_score_corpus(n, (const char *const *)refs, (const char *const *)hyps, true,
+                               wu, cu, &res, &err);
+    int bad = 0;
+    for (int64_t u = 0; rc == 0 && u < n; u++) {
+        const int64_t *w = wc + 4 * u, *c = cc + 4 * u;
+        if (!counts_eq(&wu[u], w[0], w[1], w[2], w[3]) ||
+            !counts_eq(&cu[u], c[0], c[1], c[2], c[3])) {
+            if (bad++ < 5)
+                tap_diag("raw pair %lld ('%s' / '%s'): ours words S%lld D%lld I%lld H%lld, jiwer "
+                         "S%lld D%lld I%lld H%lld", (long long)u, esc(refs[u]), esc(hyps[u]),
+                         (long long)wu[u].sub, (long long)wu[u].del, (long long)wu[u].ins,
+                         (long long)wu[u].hit, (long long)w[0], (long long)w[1],
+                         (long long)w[2], (long long)w[3]);
+        }
+    }
+    tap_ok(rc == 0 && bad == 0,
+           "jiwer raw transcripts: %lld pairs normalised and scored, per-pair word and char "
+           "S/D/I/H equal (%d differ)%s%s", (long long)n, bad, rc ? ": " : "", rc ? err.msg : "");
+    tap_ok(rc == 0 && counts_eq(&res.word, cw[0], cw[1], cw[2], cw[3]) &&
+               counts_eq(&res.chr, ccr[0], ccr[1], ccr[2], ccr[3]) &&
+               fabs(res.wer - rates[0]) <= 1e-9 && fabs(res.cer - rates[1]) <= 1e-9,
+           "jiwer raw transcripts: corpus counts equal, WER %.12f (jiwer %.12f), CER %.12f "
+           "(jiwer %.12f)", res.wer, rates[0], res.cer, rates[1]);
+    for (int64_t u = 0; u < n; u++) {
+        free(refs[u]);
+        free(hyps[u]);
+    }
+    free(refs);
+    free(hyps);
+    free(wc);
+    free(cc);
+    free(cw);
+    free(ccr);
+    free(rb);
+    free(wu);
+    free(cu);
+    avsr_st_close(st);
+}
+
 int main(void)
 {
     hand_cases();
     jiwer_cross_check();
+    jiwer_raw_cross_check();
     return tap_done();
 }

@@ -1,7 +1,8 @@
 # train_env.sh: sourced by the trainer's tests (test_train_*.sh).
 #   - mpirun as the MPI tests run it (tests/dist_mpirun.sh: MPIRUN_CMD)
 #   - a tiny packed corpus made once per build tree by avsr-synth and
-#     avsr-pack (6 speakers x 8 clips, 32x32 lips, a babble pack) in
+#     avsr-pack (6 speakers x 8 clips, 32x32 lips, a babble pack; train and
+#     valid also with 72x72 lips) in
 #     $top_builddir/tests/train-data (built under a lock: tests run in parallel)
 #   - W (avsr-worker), CMP (tests/train_compare), and tiny_recipe NAME EXP
 #     STAGE_EXTRA RUN_EXTRA, which writes a recipe of a 20k-parameter AV model
@@ -26,6 +27,11 @@ make_data() {
     done
     "$B/launch/avsr-pack" "$DATA.tmp/babble.csv" --noise --babble 2 -o "$DATA.tmp/babble.h5" \
         >/dev/null 2>&1 || return 1
+    # 72x72 lips for the ASR2AVSR fusion module (it takes 65..96)
+    for s in train valid; do
+        "$B/launch/avsr-pack" "$DATA.tmp/$s.csv" -o "$DATA.tmp/$s-72.h5" --roi 72 >/dev/null 2>&1 \
+            || return 1
+    done
     touch "$DATA.tmp/ok"
     rm -rf "$DATA" && mv "$DATA.tmp" "$DATA"
 }

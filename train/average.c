@@ -326,6 +326,30 @@ static int check_same(const sfile *a, const sfile *b, avsr_error *err)
     return 0;
 }
 
+/* The metadata that lets the average decode on its own must be the same in
+ * every input: models of different configurations or vocabularies cannot be
+ * averaged. A key absent from every input is fine (it is not copied). */
+static int check_same_meta(const sfile *a, const sfile *b, avsr_error *err)
+{
+    static const char *const keys[] = {"avsr.model", "avsr.tokenizer"};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        const char *va = meta_get(a, keys[k]), *vb = meta_get(b, keys[k]);
+        if (!va && !vb)
+            continue;
+        if (!va || !vb)
+            return avsr_error_set(err, AVSR_ERR_INVALID,
+                                  "metadata '%s' is in %s but not in %s", keys[k],
+                                  va ? a->path : b->path, va ? b->path : a->path);
+        if (strcmp(va, vb) != 0)
+            return avsr_error_set(err, AVSR_ERR_INVALID,
+                                  "metadata '%s' differs between %s and %s (checkpoints of "
+                                  "different %s cannot be averaged)",
+                                  keys[k], a->path, b->path,
+                                  k == 0 ? "model configurations" : "vocabularies");
+    }
+    return 0;
+}
+
 /* ---- averaging ------------------------------------------------------------ */
 
 static bool is_float(avsr_dtype d)
@@ -489,7 +513,8 @@ int avsr_avg_files(const char *const *paths, const int64_t *steps, int n, const 
     for (int i = 0; i < n; i++) {
         if (sfile_open(&in[i], paths[i], err) < 0)
             goto out;
-        if (i > 0 && check_same(&in[0], &in[i], err) < 0)
+        if (i > 0 && (check_same(&in[0], &in[i], err) < 0 ||
+                      check_same_meta(&in[0], &in[i], err) < 0))
             goto out;
     }
     hdr = build_header(in, paths, steps, n, err);

@@ -24,7 +24,10 @@
  * metadata copy the first input's "format", "avsr.model", "avsr.tokenizer",
  * "avsr.stage" and "avsr.recipe_hash", and add "avsr.avg.sources" (JSON
  * array of {"path", "step"}; step null when unknown), "avsr.avg.count" and
- * "avsr.avg.rule". */
+ * "avsr.avg.rule". "avsr.model" and "avsr.tokenizer" must be the same text in
+ * every input (or absent from all): they make the average a model file that
+ * decodes on its own (models/model_file.h), and inputs that disagree are an
+ * error naming the key and both files. */
 #ifndef AVSR_AVERAGE_H
 #define AVSR_AVERAGE_H
 

@@ -903,7 +903,7 @@ static int read_stage(ld *L, int i)
     char wi[64];
     avsr_ynode *im;
     const char *a, *v;
-    bool has_audio = L->mcfg.audio != AVSR_AUDIO_NONE, has_video = L->mcfg.use_video;
+    bool has_audio = L->mcfg.audio != AVSR_AUDIO_NONE, has_video = L->mcfg.use_video || L->mcfg.use_fusion_module;
     snprintf(wi, sizeof wi, "%s.inputs", w);
     if (gmap(L, sn, w, "inputs", &im) < 0 ||
         gstr(L, im, wi, "audio", has_audio ? "noisy" : "none", ain, &a) < 0 ||
@@ -1217,7 +1217,7 @@ static int read_sweep(ld *L, avsr_ynode *eval)
         rec(L, w, "snr_db", AVSR_YV_LIST, json, NULL);
     }
 
-    bool has_a = L->mcfg.audio != AVSR_AUDIO_NONE, has_v = L->mcfg.use_video;
+    bool has_a = L->mcfg.audio != AVSR_AUDIO_NONE, has_v = L->mcfg.use_video || L->mcfg.use_fusion_module;
     static const char *const mods[] = {"audio", "video", "audiovisual"};
     if (avsr_yaml_get_seq(L->y, sw, w, "modalities", false, &mn, L->err) < 0)
         return -1;

@@ -78,6 +78,8 @@ typedef struct trainer {
     avsr_optim *opt;
     avsr_grad_sync *gs;
     avsr_loader *train, *valid;
+    avsr_params *tp;  /* the teacher (frozen copy of another stage), or NULL */
+    avsr_model *tm;
     int micro;
     int64_t total_steps;
     avsr_lrsched sched;
@@ -116,26 +118,6 @@ static void note(trainer *t, const char *fmt, ...)
     va_end(ap);
     fputc('\n', t->log);
     fflush(t->log);
-}
-
-static int mkdir_p(const char *path, avsr_error *err)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return avsr_error_set(err, AVSR_ERR_INVALID, "%s: path too long", path);
-    for (char *s = buf + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-                return avsr_error_set(err, AVSR_ERR_IO, "%s: cannot create directory: %s", buf,
-                                      strerror(errno));
-            *s = c;
-            if (!c)
-                break;
-        }
-    }
-    return 0;
 }
 
 static bool file_exists(const char *path)
@@ -705,7 +687,7 @@ static int open_loaders(trainer *t, avsr_error *err)
     if (lc.sampler.min_clips < mc)
         lc.sampler.min_clips = mc;
     lc.augment = st->augment;
-    lc.clean_audio = st->audio_in == AVSR_IN_AUDIO_CLEAN;
+    lc.clean_audio = st->audio_in == AVSR_IN_AUDIO_CLEAN || st->teacher.kind != AVSR_SRC_NONE;
     if (!(t->train = avsr_loader_open(&lc, err)))
         return -1;
     if (r->n_valid > 0) {
@@ -745,8 +727,31 @@ static int set_trainable(trainer *t, avsr_error *err)
     return 0;
 }
 
+/* The stage's teacher: the same model, loaded from its source, all frozen. */
+static int open_teacher(trainer *t, avsr_error *err)
+{
+    const avsr_recipe_stage *st = t->st;
+    if (st->teacher.kind == AVSR_SRC_NONE)
+        return 0;
+    char file[2 * PATH_MAX];
+    if (source_file(t, &st->teacher, "teacher", file, sizeof file, err) < 0 ||
+        build_model(t->r, &t->tp, &t->tm, err) < 0)
+        return -1;
+    if (avsr_model_load_mapped(t->tp, file, NULL, err) < 0) {
+        avsr_error_prefix(err, "stage '%s': teacher: ", st->name);
+        return -1;
+    }
+    avsr_params_set_requires_grad(t->tp, "*", false);
+    note(t, "stage '%s': teacher from %s", st->name, file);
+    return 0;
+}
+
 static void stage_free(trainer *t)
 {
+    avsr_model_free(t->tm);
+    avsr_params_destroy(t->tp);
+    t->tm = NULL;
+    t->tp = NULL;
     if (t->metrics)
         fclose(t->metrics);
     t->metrics = NULL;
@@ -767,6 +772,41 @@ typedef struct step_out {
     double flops;         /* this rank's matrix-product and convolution FLOPs */
     bool skipped;
 } step_out;
+
+/* The stage's loss terms on one batch: the teacher pass on the clean
+ * audio when the stage has a teacher (its tokens replace the transcript
+ * with dec_target: teacher), then the student with the weighted terms. */
+static int forward_losses(trainer *t, const avsr_batch *b, avsr_model_input *in,
+                          avsr_model_out *o)
+{
+    const avsr_recipe_stage *st = t->st;
+    avsr_model_loss_w w = {st->losses.hybrid, st->losses.ctc, st->losses.dec_ce,
+                           st->losses.mel_l1, st->losses.enc_l1};
+    avsr_model_teacher_out tout, *teacher = NULL;
+    if (t->tm) {
+        avsr_model_input clean = *in;
+        int64_t sa[2] = {b->B, b->T * 640};
+        clean.video = NULL;
+        clean.audio = avsr_tensor_wrap(t->ctx, AVSR_F32, 2, sa, b->clean ? b->clean : b->audio);
+        bool tokens = st->dec_target == AVSR_DEC_TARGET_TEACHER;
+        if (!clean.audio || avsr_model_teach(t->ctx, t->tm, &clean, tokens, &tout) < 0)
+            return -1;
+        teacher = &tout;
+        if (tokens) {
+            int64_t n = b->B * tout.max_tokens;
+            int64_t *tg = avsr_ctx_alloc(t->ctx, sizeof(int64_t) * (size_t)n);
+            if (!tg)
+                return -1;
+            for (int64_t i = 0; i < n; i++)
+                tg[i] = tout.tokens[i] >= 0 ? tout.tokens[i] : 0;
+            in->targets = tg;
+            in->target_lengths = tout.token_lengths;
+            in->max_target = tout.max_tokens;
+            in->pad_target = 0;
+        }
+    }
+    return avsr_model_forward_losses(t->ctx, t->m, in, &w, teacher, o);
+}
 
 static int train_step(trainer *t, step_out *so, avsr_error *err)
 {
@@ -791,7 +831,7 @@ static int train_step(trainer *t, step_out *so, avsr_error *err)
         float seed = (float)b->B; /* backward of the sum over the share */
         avsr_ctx_set_batch_id(t->ctx, (uint64_t)b->index);
         if (avsr_ctx_set_batch_keys(t->ctx, b->seed, b->epoch, (int)b->B, b->sample_ids) < 0 ||
-            make_input(t, b, false, &in) < 0 || avsr_model_forward(t->ctx, t->m, &in, &o) < 0 ||
+            make_input(t, b, false, &in) < 0 || forward_losses(t, b, &in, &o) < 0 ||
             avsr_backward(t->ctx, o.loss.total, &seed) < 0) {
             rc = avsr_ctx_take_error(t->ctx, err);
             avsr_error_prefix(err, "step %" PRId64 ": ", t->gstep);
@@ -801,6 +841,8 @@ static int train_step(trainer *t, step_out *so, avsr_error *err)
             s[S_LOSS] += (double)avsr_f32(o.loss.total)[0] * B;
             s[S_CTC] += o.loss.ctc ? (double)avsr_f32(o.loss.ctc)[0] * B : 0.0;
             s[S_ATT] += o.loss.att ? (double)avsr_f32(o.loss.att)[0] * B : 0.0;
+            s[S_MEL] += o.loss.mel_l1 ? (double)avsr_f32(o.loss.mel_l1)[0] * B : 0.0;
+            s[S_ENC] += o.loss.enc_l1 ? (double)avsr_f32(o.loss.enc_l1)[0] * B : 0.0;
             s[S_ACC_HIT] += o.loss.att_acc * (double)o.loss.att_count;
             s[S_ACC_N] += (double)o.loss.att_count;
             s[S_FRAMES] += (double)b->frames;
@@ -877,6 +919,10 @@ static void report_step(trainer *t, const step_out *so, int64_t steps_in_epoch)
     jset_num(o, "loss", s[S_LOSS] / n);
     jset_num(o, "ctc", s[S_CTC] / n);
     jset_num(o, "att", s[S_ATT] / n);
+    if (t->st->losses.mel_l1 > 0)
+        jset_num(o, "mel_l1", s[S_MEL] / n);
+    if (t->st->losses.enc_l1 > 0)
+        jset_num(o, "enc_l1", s[S_ENC] / n);
     jset_num(o, "acc", s[S_ACC_N] > 0 ? s[S_ACC_HIT] / s[S_ACC_N] : NAN);
     jset_num(o, "lr", so->lr);
     jset_num(o, "grad_norm", so->grad_norm);
@@ -994,7 +1040,7 @@ static int run_stage(trainer *t, avsr_error *err)
         note(t, "stage '%s' already finished (%s); skipping", st->name, fin);
         return 0;
     }
-    int rc = t->rank == 0 ? mkdir_p(t->dir, err) : 0;
+    int rc = t->rank == 0 ? avsr_mkdir_p(t->dir, err) : 0;
     if (share_status(t, rc, err) < 0)
         return -1;
     if (t->rank == 0) {
@@ -1037,7 +1083,7 @@ static int run_stage(trainer *t, avsr_error *err)
     /* every rank starts from rank 0's bits (and checks the layouts agree) */
     if (avsr_dist_bcast_params(t->c, t->p, 0, err) < 0 || write_recipe(t, err) < 0)
         return -1;
-    if (open_loaders(t, err) < 0 || !(t->gs = avsr_grad_sync_create(t->p, t->c, NULL, err)))
+    if (open_teacher(t, err) < 0 || open_loaders(t, err) < 0 || !(t->gs = avsr_grad_sync_create(t->p, t->c, NULL, err)))
         return -1;
     int64_t spe;
     if (steps_per_epoch(t, &spe, err) < 0)
@@ -1193,7 +1239,7 @@ int avsr_train(const avsr_recipe *r, avsr_comm *c, const avsr_train_opts *o, avs
     }
     if (!(t.vocab_json = avsr_vocab_to_json(r->vocab, err)))
         goto out;
-    rc = t.rank == 0 ? mkdir_p(r->exp_dir, err) : 0;
+    rc = t.rank == 0 ? avsr_mkdir_p(r->exp_dir, err) : 0;
     if (share_status(&t, rc, err) < 0) {
         rc = -1;
         goto out;

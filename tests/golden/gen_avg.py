@@ -70,7 +70,7 @@ def main(outdir):
         inputs.append(t)
     for k, t in enumerate(inputs):
         meta = {"format": "pt", "avsr.step": str(100 * (k + 1)),
-                "avsr.model": json.dumps({"d_model": 7, "which": k}),
+                "avsr.model": json.dumps({"d_model": 7}),  # the same in every input
                 "avsr.tokenizer": json.dumps({"tokens": ["<blank>", "a", "b"]}),
                 "avsr.stage": "train"}
         save(os.path.join(outdir, "avg_%d.safetensors" % k), t, meta)

@@ -20,6 +20,17 @@ ours):
                            float64 bits
 Metadata "jiwer" holds the version and the two rates as text.
 
+A second set, "raw.*" (the same tensor names with the prefix "raw."), holds
+M pairs of raw transcripts as an evaluation meets them: mixed case,
+punctuation inside and around words, curly apostrophes and quotes, dashes,
+ellipses, tabs, newlines, no-break spaces, control characters. Its counts
+come from jiwer with a transform pipeline built from jiwer's own
+transforms that implements the normalisation documented in
+docs/eval/scoring.md (SubstituteRegexes for apostrophes, whitespace and the
+deleted punctuation, ToUpperCase on ASCII text, RemoveMultipleSpaces,
+Strip), so the test checks avsr_score_normalize + avsr_score_corpus, the
+scoring avsr-eval does, against jiwer end to end.
+
 Before writing, the script checks a Python replica of rapidfuzz's
 Levenshtein backtrace (the tie-breaking eval/score.c implements) against
 jiwer on a few thousand random pairs, and stops if they disagree.
@@ -27,6 +38,7 @@ jiwer on a few thousand random pairs, and stops if they disagree.
 import json
 import os
 import random
+import re
 import struct
 import sys
 
@@ -187,6 +199,114 @@ def self_check(rng):
                          % (r, h, got, jw_chars(r, h)))
 
 
+# ---- raw transcripts and the normalisation as jiwer transforms -------------
+
+ASCII_PUNCT = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~'  # every ASCII punctuation but '
+UNI_PUNCT = ("\u00a1\u00ab\u00bb\u00bf\u2010\u2011\u2012\u2013\u2014\u2015"
+             "\u2018\u201a\u201c\u201d\u201e\u2026")
+APOSTROPHES = ["'", "\u2019", "\u02bc"]
+SEPARATORS = [" ", " ", " ", "  ", "\t", "\n", " \u00a0", "\u00a0", "\r\n", " - ",
+              " \u2014 ", " \u2026 "]
+CONTROLS = ["\x07", "\x1b", "\x7f"]
+
+
+def normaliser(final):
+    """docs/eval/scoring.md's normalisation with jiwer's transforms."""
+    deleted = ("[" + re.escape(ASCII_PUNCT) + UNI_PUNCT
+               + "\\x00-\\x08\\x0e-\\x1f\\x7f]")
+    return jiwer.Compose([
+        jiwer.SubstituteRegexes({
+            "[\u2019\u02bc]": "'",
+            "[\t\n\x0b\x0c\r\u00a0]": " ",
+            deleted: "",
+        }),
+        jiwer.ToUpperCase(),  # the texts' letters are ASCII
+        jiwer.RemoveMultipleSpaces(),
+        jiwer.Strip(),
+        final,
+    ])
+
+
+def decorate(rng, words):
+    """Raw text of a word list: case, apostrophe variants, punctuation,
+    separators, the odd control character."""
+    out = []
+    for w in words:
+        u = rng.random()
+        if u < 0.3:
+            w = w.lower()
+        elif u < 0.5:
+            w = w.capitalize()
+        w = w.replace("'", rng.choice(APOSTROPHES))
+        if rng.random() < 0.25:
+            w = rng.choice(ASCII_PUNCT + UNI_PUNCT) + w
+        if rng.random() < 0.35:
+            w = w + rng.choice(ASCII_PUNCT + UNI_PUNCT)
+        if rng.random() < 0.1 and len(w) > 2:
+            k = rng.randint(1, len(w) - 1)
+            w = w[:k] + rng.choice(["-", ".", "\u2010", rng.choice(CONTROLS)]) + w[k:]
+        out.append(w)
+    text = ""
+    for i, w in enumerate(out):
+        text += (rng.choice(SEPARATORS) if i else "") + w
+    if rng.random() < 0.3:
+        text = rng.choice(["  ", "\t", "\u00a0", "\u201c"]) + text
+    if rng.random() < 0.5:
+        text = text + rng.choice([".", "?", "!", " ...", "\u2026", "\u201d.", "  \n"])
+    return text
+
+
+def make_raw_pairs(rng):
+    pairs = [
+        ("Hello, World!", "hello world"),
+        ("don't  STOP\u2014now\u2026", "DON\u2019T stop now"),
+        ("It\u2019s \u201cquoted\u201d text.", "its quoted text"),
+        ("a - b\t\n c", "A B  C D"),
+        ("WELL-KNOWN fact", "well known fact"),
+    ]
+    while len(pairs) < 40:
+        n = rng.randint(1, 12)
+        ref = [rng.choice(WORDS) for _ in range(n)]
+        hyp = noisy(rng, ref, rng.choice([0.0, 0.1, 0.3]))
+        pairs.append((decorate(rng, ref), decorate(rng, hyp)))
+    return pairs
+
+
+def raw_tensors(rng):
+    pairs = make_raw_pairs(rng)
+    tw = normaliser(jiwer.ReduceToListOfListOfWords())
+    tc = normaliser(jiwer.ReduceToListOfListOfChars())
+
+    def words(r, h):
+        o = jiwer.process_words(r, h, reference_transform=tw, hypothesis_transform=tw)
+        return o.substitutions, o.deletions, o.insertions, o.hits
+
+    def chars(r, h):
+        o = jiwer.process_characters(r, h, reference_transform=tc, hypothesis_transform=tc)
+        return o.substitutions, o.deletions, o.insertions, o.hits
+
+    refs = [p[0] for p in pairs]
+    hyps = [p[1] for p in pairs]
+    wc = [words(r, h) for r, h in pairs]
+    cc = [chars(r, h) for r, h in pairs]
+    ow = jiwer.process_words(refs, hyps, reference_transform=tw, hypothesis_transform=tw)
+    oc = jiwer.process_characters(refs, hyps, reference_transform=tc, hypothesis_transform=tc)
+    cw = [ow.substitutions, ow.deletions, ow.insertions, ow.hits]
+    ccr = [oc.substitutions, oc.deletions, oc.insertions, oc.hits]
+    assert cw == [sum(x[k] for x in wc) for k in range(4)]
+    assert ccr == [sum(x[k] for x in cc) for k in range(4)]
+    rates = [float(ow.wer), float(oc.cer)]
+    return pairs, wc, cc, cw, ccr, rates
+
+
+def text_blob(texts):
+    bs = [t.encode("utf-8") for t in texts]
+    offs = [0]
+    for b in bs:
+        offs.append(offs[-1] + len(b))
+    return b"".join(bs), offs
+
+
 def main(outdir):
     rng = random.Random(1234)
     self_check(rng)
@@ -225,10 +345,26 @@ def main(outdir):
         "corpus.word": ("I64", [4], cw), "corpus.char": ("I64", [4], ccc),
         "corpus.rates_bits": ("I64", [2], list(struct.unpack("<2q", struct.pack("<2d", wer, cer)))),
     }
+    rpairs, rwc, rcc, rcw, rccr, rrates = raw_tensors(random.Random(4321))
+    rb2, ro2 = text_blob([p[0] for p in rpairs])
+    hb2, ho2 = text_blob([p[1] for p in rpairs])
+    m = len(rpairs)
+    tensors.update({
+        "raw.ref.bytes": ("U8", [len(rb2)], rb2), "raw.ref.offsets": ("I64", [m + 1], ro2),
+        "raw.hyp.bytes": ("U8", [len(hb2)], hb2), "raw.hyp.offsets": ("I64", [m + 1], ho2),
+        "raw.word.counts": ("I64", [m, 4], [v for x in rwc for v in x]),
+        "raw.char.counts": ("I64", [m, 4], [v for x in rcc for v in x]),
+        "raw.corpus.word": ("I64", [4], rcw), "raw.corpus.char": ("I64", [4], rccr),
+        "raw.corpus.rates_bits": ("I64", [2],
+                                  list(struct.unpack("<2q", struct.pack("<2d", *rrates)))),
+    })
     meta = {"jiwer": json.dumps({"version": importlib.metadata.version("jiwer"),
-                                 "wer": repr(wer), "cer": repr(cer), "pairs": len(pairs)})}
+                                 "wer": repr(wer), "cer": repr(cer), "pairs": len(pairs),
+                                 "raw_wer": repr(rrates[0]), "raw_cer": repr(rrates[1]),
+                                 "raw_pairs": m})}
     save(os.path.join(outdir, "search_wer.safetensors"), tensors, meta)
-    print("wrote %d pairs: WER %.6f CER %.6f" % (len(pairs), wer, cer))
+    print("wrote %d pairs: WER %.6f CER %.6f; %d raw pairs: WER %.6f CER %.6f"
+          % (len(pairs), wer, cer, m, rrates[0], rrates[1]))
 
 
 if __name__ == "__main__":
