@@ -7,7 +7,9 @@
 #   its queued dependents re-pointed) -> ev1, ev2, ev3 (one job array of MPI
 #   jobs; ev2 gets SIGUSR1 as Slurm sends it before the time limit, the
 #   script forwards it through srun, the job exits 75 and the script
-#   requeues it; ev3 fails once and is resubmitted alone) -> report.
+#   requeues it; ev3 fails once and is resubmitted alone) -> report;
+#   then a plan with a job failing for good, and the tiny recipe of
+#   tests/train_env.sh end to end (avsr-worker, avsr-avg, avsr-eval).
 # Midway the scheduler is SIGKILLed and restarted: it finds its jobs in
 # squeue and submits nothing twice. Every job appends to a count file, so
 # executions are counted. Slurm delays a requeued job by about 2 minutes
@@ -16,8 +18,8 @@
 # fail. The daemons are stopped at the end unless they were up before.
 srcdir=${srcdir:-.}
 case $srcdir in /*) ;; *) srcdir="$(pwd)/$srcdir" ;; esac
-S="${top_builddir:-.}/avsr-sched"
-case $S in /*) ;; *) S="$(pwd)/$S" ;; esac
+top_builddir=$(cd "${top_builddir:-.}" && pwd)
+S="$top_builddir/avsr-sched"
 [ -x "$S" ] || { echo "$S not built" >&2; exit 99; }
 UP="$srcdir/scripts/slurm-up.sh"
 
@@ -80,8 +82,7 @@ release() {
 
 C=$d/count
 # a real MPI program (collectives on 2 ranks) started by srun
-MPIPROG="${top_builddir:-.}/tests/test_dist_mpi"
-case $MPIPROG in /*) ;; *) MPIPROG="$(cd "${top_builddir:-.}" && pwd)/tests/test_dist_mpi" ;; esac
+MPIPROG="$top_builddir/tests/test_dist_mpi"
 [ -x "$MPIPROG" ] || { echo "$MPIPROG not built (make check builds it)"; finish; }
 cat >plan.json <<EOF
 {"name": "s", "exp_dir": "exp/s", "jobs": [
@@ -170,6 +171,27 @@ check "status: bad failed, mid and end pending" \
            grep -q "^end  *pending " doomed.status'
 squeue -h -o '%j' >doomed.queue
 check "nothing of it is left in the queue" sh -c '! grep -q "\.\(bad\|mid\|end\)\." doomed.queue'
+
+# a recipe end to end: the tiny recipe of tests/train_env.sh (4 steps on 2
+# ranks through srun) -> average -> a three-point sweep (a job array of
+# avsr-eval) -> report
+. "$srcdir/tests/train_env.sh"
+mkdir -p rcp && cd rcp || finish
+tiny_recipe r.yaml exp "    steps: 4"
+cat >>r.yaml <<'YAML'
+  search: {type: ctc_greedy}
+  sweep: {noise: [babble], snr_db: [clean, 0], modalities: [audio, video]}
+YAML
+OMP_NUM_THREADS=1 timeout 300 "$S" run r.yaml --backend slurm --poll 1 2>../recipe.err
+check "a recipe through --backend slurm: train, average, sweep, report (exit 0)" test $? -eq 0
+"$S" status r.yaml >../recipe.status 2>&1
+check "status: 6 jobs done, the evaluation array with WERs, the report's table" \
+    sh -c 'grep -q "^6 jobs: 6 done" ../recipe.status &&
+           grep -E -q "^eval.video.none.clean  *done .* [0-9]+\.[0-9][0-9]  " ../recipe.status &&
+           grep -q "^| SNR (dB) | audio, babble | video |\$" ../recipe.status'
+check "the three points went in one array submission" \
+    sh -c 'test $(grep -c "eval\.[a-z.0-9-]*: submitted as Slurm job [0-9]*_[0-2] (attempt 1" ../recipe.err) -eq 3'
+cd .. || finish
 
 script=$(ls exp/s/slurm/avsr.*.mpi.*.sbatch | head -n 1)
 check "the rendered script has --requeue, --signal=B:USR1@90 and 2 tasks" \
