@@ -99,28 +99,6 @@ static int parse_secs(const char *opt, const char *s, double *out)
     return 0;
 }
 
-/* mkdir -p exp/sub */
-static int mkdir_in(const char *exp, const char *sub)
-{
-    char p[PATH_MAX];
-    snprintf(p, sizeof p, "%s/%s", exp, sub);
-    for (char *c = p + 1;; c++) {
-        if (*c != '/' && *c != '\0')
-            continue;
-        char keep = *c;
-        *c = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            fprintf(stderr, "avsr-sched: %s: cannot create directory: %s\n", p,
-                    strerror(errno));
-            return -1;
-        }
-        *c = keep;
-        if (keep == '\0')
-            break;
-    }
-    return 0;
-}
-
 /* The plan of TARGET: a recipe or a plan file. */
 static avsr_sched_plan *load_target(const char *target, int eval_ranks, avsr_error *err)
 {
@@ -392,10 +370,6 @@ int main(int argc, char **argv)
         sigaction(SIGHUP, &sa, NULL);
         o.stop = &stop_flag;
         rc = 0;
-        /* where the recipe's jobs write (avsr-avg does not create -o's directory) */
-        if (!ends_with(target, ".json") &&
-            (mkdir_in(p->exp_dir, "avg") < 0 || mkdir_in(p->exp_dir, "eval/points") < 0))
-            rc = 1;
         avsr_sched_summary s = {0};
         if (rc == 0 && avsr_sched_run(p, &o, &s, &err) < 0) {
             fprintf(stderr, "avsr-sched: %s\n", err.msg);

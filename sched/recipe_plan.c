@@ -1,46 +1,26 @@
 /* recipe_plan: stages -> average -> sweep points -> report (see recipe_plan.h). */
 #include "sched/recipe_plan.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "datasets/loader.h"
+#include "eval/sweep.h"
 
-static const char *modality_name(avsr_recipe_modality m)
-{
-    switch (m) {
-    case AVSR_MODALITY_AUDIO: return "audio";
-    case AVSR_MODALITY_VIDEO: return "video";
-    case AVSR_MODALITY_AUDIOVISUAL: return "audiovisual";
-    }
-    return NULL;
-}
-
-static void snr_text(double snr, char *buf, size_t size)
-{
-    if (isinf(snr))
-        snprintf(buf, size, "clean");
-    else
-        snprintf(buf, size, "%g", snr);
-}
-
-/* Add the eval job of point (m, noise, snr); *names collects the job names. */
+/* Add the eval job of point pt; *names collects the job names. */
 static int add_point(avsr_sched_plan *p, const avsr_recipe *r, int eval_ranks,
-                     avsr_recipe_modality m, int noise, double snr, char ***names, int *n,
-                     avsr_error *err)
+                     const avsr_eval_point *pt, char ***names, int *n, avsr_error *err)
 {
-    const char *mn = modality_name(m);
-    const char *nn = avsr_noise_type_name(noise);
-    if (!mn || !nn)
-        return avsr_error_set(err, AVSR_ERR_INVALID, "%s: eval.sweep: unknown modality %d or "
-                              "noise type %d", r->path, (int)m, noise);
-    char s[32], name[128], spec[128], result[4096];
-    snr_text(snr, s, sizeof s);
-    snprintf(name, sizeof name, "eval.%s.%s.%s", mn, nn, s);
-    snprintf(spec, sizeof spec, "%s:%s:%s", mn, nn, s);
-    snprintf(result, sizeof result, "%s/eval/points/%s-%s-%s.json", r->exp_dir, mn, nn, s);
+    char spec[AVSR_EVAL_POINT_NAME_MAX], stem[AVSR_EVAL_POINT_NAME_MAX], name[128];
+    char result[4096];
+    avsr_eval_point_spec(pt, spec, sizeof spec);
+    avsr_eval_point_name(pt, stem, sizeof stem);
+    /* job names use dots: eval.audio.babble.-5 */
+    snprintf(name, sizeof name, "eval.%s", spec);
+    for (char *c = name; *c; c++)
+        if (*c == ':')
+            *c = '.';
+    snprintf(result, sizeof result, "%s/eval/points/%s.json", r->exp_dir, stem);
     if (avsr_sched_plan_find(p, name) >= 0)
         return 0; /* a repeated noise type or SNR in the recipe */
     char *argv[] = {"avsr-eval", r->path, "--point", spec};
@@ -123,27 +103,18 @@ avsr_sched_plan *avsr_sched_plan_from_recipe(const avsr_recipe *r, int eval_rank
             goto fail;
     }
     if (r->n_test > 0) {
-        bool has_clean = false;
-        for (int s = 0; s < r->n_sweep_snr; s++)
-            has_clean = has_clean || isinf(r->sweep_snr[s]);
-        for (int mi = 0; mi < r->n_sweep_modality; mi++) {
-            avsr_recipe_modality m = r->sweep_modality[mi];
-            if (m == AVSR_MODALITY_VIDEO) {
-                if (add_point(p, r, eval_ranks, m, AVSR_NOISE_NONE, INFINITY, &points,
-                              &n_points, err) < 0)
-                    goto fail;
-                continue;
-            }
-            if (has_clean && add_point(p, r, eval_ranks, m, AVSR_NOISE_NONE, INFINITY, &points,
-                                       &n_points, err) < 0)
-                goto fail;
-            for (int ni = 0; ni < r->n_sweep_noise; ni++)
-                for (int s = 0; s < r->n_sweep_snr; s++)
-                    if (!isinf(r->sweep_snr[s]) &&
-                        add_point(p, r, eval_ranks, m, r->sweep_noise[ni], r->sweep_snr[s],
-                                  &points, &n_points, err) < 0)
-                        goto fail;
+        avsr_eval_point *pts = NULL;
+        int npts = 0;
+        if (avsr_eval_sweep_points(r, &pts, &npts, err) < 0) {
+            avsr_error_prefix(err, "%s: eval.sweep: ", r->path);
+            goto fail;
         }
+        for (int i = 0; i < npts; i++)
+            if (add_point(p, r, eval_ranks, &pts[i], &points, &n_points, err) < 0) {
+                free(pts);
+                goto fail;
+            }
+        free(pts);
         if (n_points > 0) {
             char *argv[] = {"avsr-eval", "report", r->path};
             avsr_sched_job j = {.name = "report", .kind = "report", .ranks = 1, .argv = argv,

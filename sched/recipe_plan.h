@@ -10,10 +10,11 @@
  *                    "eval": `avsr-eval RECIPE --point m:n:s` on eval_ranks
  *                    MPI ranks, writing <exp>/eval/points/m-n-s.json
  *   report           after every point: `avsr-eval report RECIPE`
- * Sweep points follow eval/sweep.h: per modality, video gives
- * video:none:clean only (its audio is zeroed, noise cannot matter); audio and
- * audiovisual give M:none:clean when the SNR list holds clean, then
- * M:NOISE:SNR for every noise type and finite SNR, in the recipe's order.
+ * The sweep points are avsr_eval_sweep_points()'s (eval/sweep.h): per
+ * modality, video gives video:none:clean only (its audio is zeroed, noise
+ * cannot matter); audio and audiovisual give M:none:clean when the SNR list
+ * holds clean, then M:NOISE:SNR for every noise type and finite SNR, in the
+ * recipe's order.
  * Without test data (data.test empty) there are no evaluation jobs and no
  * report. */
 #ifndef AVSR_SCHED_RECIPE_PLAN_H

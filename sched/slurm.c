@@ -409,6 +409,23 @@ static void read_markers(const sl *S, const avsr_sched_row *r, int *final, int *
     }
 }
 
+/* The unix time the first run of r's current attempt started (its start
+ * marker), or 0. */
+static double first_start(const sl *S, const avsr_sched_row *r)
+{
+    char base[PATH_MAX], p[PATH_MAX + 32];
+    marker_base(S, r, r->cur.n, base, sizeof base);
+    snprintf(p, sizeof p, "%s.0.start", base);
+    FILE *f = fopen(p, "r");
+    double t = 0;
+    if (f) {
+        if (fscanf(f, "%lf", &t) != 1)
+            t = 0;
+        fclose(f);
+    }
+    return t;
+}
+
 /* ---- rendering and submitting ---------------------------------------------------- */
 
 /* position of r among the members of its array group, in plan order */
@@ -749,6 +766,11 @@ static int finish(sl *S, avsr_sched_row *r, const qent *q, avsr_error *err)
     if (n75 > r->cur.requeues &&
         avsr_sched_state_add_requeues(S->db, r, n75 - r->cur.requeues, err) < 0)
         return -1;
+    /* the runtime counts from the script's start, also when no poll saw the
+     * job running */
+    double t0 = first_start(S, r);
+    if (t0 > 0)
+        r->cur.started = t0;
     /* a final exit 75 already counted while the job looked requeued is
      * counted once more by the preempted outcome below */
     if (final == 75 && r->cur.requeues > n75)

@@ -1,6 +1,8 @@
 /* state: the scheduler's SQLite database and its retry policy (see state.h). */
 #include "sched/state.h"
 
+#include "fileio.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <sqlite3.h>
@@ -131,34 +133,9 @@ static int tx_end(avsr_sched_db *db, int rc, avsr_error *err)
     return -1;
 }
 
-static int mkdir_p(const char *dir, avsr_error *err)
-{
-    char *d = strdup(dir);
-    if (!d)
-        return AVSR_NOMEM(err, strlen(dir));
-    for (char *p = d + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(d, 0777) != 0 && errno != EEXIST) {
-                int e = errno;
-                avsr_error_set(err, AVSR_ERR_IO, "%s: cannot create directory: %s", d,
-                               strerror(e));
-                free(d);
-                return -1;
-            }
-            *p = c;
-            if (c == '\0')
-                break;
-        }
-    }
-    free(d);
-    return 0;
-}
-
 avsr_sched_db *avsr_sched_state_open(const char *exp_dir, avsr_error *err)
 {
-    if (mkdir_p(exp_dir, err) < 0)
+    if (avsr_mkdir_p(exp_dir, err) < 0)
         return NULL;
     avsr_sched_db *db = calloc(1, sizeof *db);
     if (!db) {
@@ -802,8 +779,11 @@ int avsr_sched_state_end(avsr_sched_db *db, avsr_sched_row *r, avsr_sched_outcom
     r->cur.state = AVSR_SCHED_ATT_ENDED;
     r->cur.ended = now;
     r->active = false;
-    if (r->cur.started > 0)
+    if (r->cur.started > 0) {
         r->runtime += now - r->cur.started;
+        if (r->started <= 0)
+            r->started = r->cur.started;
+    }
     if (exit_status && set_str(&r->exit_status, exit_status, err) < 0)
         return -1;
     switch (outcome) {
