@@ -886,11 +886,6 @@ static int train_step(trainer *t, step_out *so, avsr_error *err)
         note(t, "stage '%s' step %" PRId64 ": non-finite %s, step skipped (%" PRId64 " in a row)",
              t->st->name, t->gstep, isfinite(s[S_LOSS]) ? "gradient" : "loss",
              t->nonfinite_streak);
-        if (t->nonfinite_streak >= t->r->max_nonfinite)
-            return avsr_error_set(err, AVSR_ERR_INVALID,
-                                  "stage '%s': %" PRId64 " non-finite steps in a row (limit "
-                                  "run.max_nonfinite = %d); stopping at step %" PRId64,
-                                  t->st->name, t->nonfinite_streak, t->r->max_nonfinite, t->gstep);
     } else {
         t->nonfinite_streak = 0;
         if (avsr_optim_step(t->opt, t->p, (float)so->lr, err) < 0)
@@ -1141,6 +1136,11 @@ static int run_stage(trainer *t, avsr_error *err)
             t->cursor++;
             t->gstep++;
             report_step(t, &so, steps);
+            if (t->nonfinite_streak >= r->max_nonfinite)
+                return avsr_error_set(err, AVSR_ERR_INVALID,
+                                      "stage '%s': %" PRId64 " non-finite steps in a row (limit "
+                                      "run.max_nonfinite = %d); stopping at step %" PRId64,
+                                      st->name, t->nonfinite_streak, r->max_nonfinite, t->gstep);
             if (r->ckpt_every_steps > 0 && t->gstep % r->ckpt_every_steps == 0 &&
                 save(t, NULL, err) < 0)
                 return -1;
