@@ -22,6 +22,7 @@
 #include "eval/recognize.h"
 #include "eval/sweep.h"
 #include "models/model_file.h"
+#include "safetensors.h"
 
 #define PROG "avsr-transcribe"
 
@@ -44,6 +45,8 @@ static void usage(FILE *f)
             "  --ctc-weight W       attention beam: weight of the CTC score (default 0.1)\n"
             "  --length-bonus B     attention beam: score added per token (default 0)\n"
             "  --roi N              frame size the video is decoded at before the centre crop\n"
+            "                       (--roi, --video-mean/std, --audio-norm: default from the\n"
+            "                       model file's \"preprocess\" metadata when it has one)\n"
             "                       to the model's input size (default 96, as avsr-pack)\n"
             "  --video-mean M       pixel normalisation (default 0.421)\n"
             "  --video-std S        (default 0.165)\n"
@@ -98,7 +101,33 @@ typedef struct opts {
     double mean, std;
     bool audio_norm;
     int threads;
+    unsigned given; /* GIVEN_* bits: set on the command line */
 } opts;
+
+enum { GIVEN_ROI = 1, GIVEN_MEAN = 2, GIVEN_STD = 4, GIVEN_ANORM = 8 };
+
+/* Preprocessing the model was trained with: the model file's "preprocess"
+ * metadata (written by avsr-worker, kept by avsr-avg) fills in what the
+ * command line did not give. */
+static void model_preprocess(const char *path, opts *o)
+{
+    avsr_error err = {0};
+    avsr_st *st = avsr_st_open(path, &err);
+    const char *text = st ? avsr_st_meta(st, "preprocess") : NULL;
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    json_t *v;
+    if ((v = json_object_get(j, "video_roi")) && json_is_integer(v) && !(o->given & GIVEN_ROI))
+        o->roi = (int)json_integer_value(v);
+    if ((v = json_object_get(j, "video_mean")) && json_is_number(v) && !(o->given & GIVEN_MEAN))
+        o->mean = json_number_value(v);
+    if ((v = json_object_get(j, "video_std")) && json_is_number(v) && !(o->given & GIVEN_STD))
+        o->std = json_number_value(v);
+    if ((v = json_object_get(j, "audio_normalize")) && json_is_boolean(v) &&
+        !(o->given & GIVEN_ANORM))
+        o->audio_norm = json_is_true(v);
+    json_decref(j);
+    avsr_st_close(st);
+}
 
 typedef struct transcript {
     avsr_recog_result r;
@@ -233,7 +262,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     opts o = {false, -1, -1, 0, NAN, NAN, AVSR_PACK_DEFAULT_ROI, AVSR_PACK_VIDEO_MEAN,
-              AVSR_PACK_VIDEO_STD, true, 0};
+              AVSR_PACK_VIDEO_STD, true, 0, 0};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -269,16 +298,20 @@ int main(int argc, char **argv)
         case OPT_ROI:
             if (parse_int("--roi", optarg, 8, AVSR_PACK_MAX_ROI, &o.roi) < 0)
                 return 2;
+            o.given |= GIVEN_ROI;
             break;
         case OPT_MEAN:
             if (parse_double("--video-mean", optarg, -10, 10, &o.mean) < 0)
                 return 2;
+            o.given |= GIVEN_MEAN;
             break;
         case OPT_STD:
             if (parse_double("--video-std", optarg, 1e-6, 100, &o.std) < 0)
                 return 2;
+            o.given |= GIVEN_STD;
             break;
         case OPT_ANORM:
+            o.given |= GIVEN_ANORM;
             if (strcmp(optarg, "utterance") == 0) {
                 o.audio_norm = true;
             } else if (strcmp(optarg, "none") == 0) {
@@ -321,6 +354,7 @@ int main(int argc, char **argv)
         avsr_ctx_destroy(ctx);
         return 1;
     }
+    model_preprocess(model, &o);
     avsr_recog_opts ro;
     avsr_recog_opts_default(&ro, mf.model);
     if (o.search >= 0)

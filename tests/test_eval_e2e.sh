@@ -50,5 +50,13 @@ a="$DATA/$(echo "$row" | cut -d, -f3)"
 [ "$(wc -l < tr.out)" -eq 2 ] && grep -q "^$v	" tr.out && grep -q "^$a	" tr.out \
     || fail "avsr-transcribe output: $(cat tr.out)"
 echo "ok: avsr-transcribe with the averaged model"
+# the model file carries the preprocessing it was trained with (32x32 lips):
+# without --roi, avsr-transcribe uses it and gives the same output
+head -c 4096 exp/avg/model.safetensors | grep -q '"preprocess":"{\\"video_roi\\": 32,' \
+    || fail "the averaged model has no preprocess metadata with video_roi 32"
+"$TR" --beam 4 exp/avg/model.safetensors "$v" "$a" > tr2.out 2> tr.err \
+    || fail "avsr-transcribe without --roi: $(cat tr.err)"
+cmp -s tr.out tr2.out || fail "without --roi: $(cat tr2.out) vs $(cat tr.out)"
+echo "ok: avsr-transcribe takes the preprocessing from the model file"
 echo "PASS: train -> average -> eval -> transcribe"
 exit 0

@@ -446,7 +446,7 @@ static char *build_header(const sfile *in, const char *const *paths, const int64
     const char *fmt = meta_get(&in[0], "format");
     json_object_set_new(meta, "format", json_string(fmt ? fmt : "pt"));
     static const char *const copy[] = {"avsr.model", "avsr.tokenizer", "avsr.stage",
-                                       "avsr.recipe_hash"};
+                                       "avsr.recipe_hash", "preprocess"};
     for (size_t k = 0; k < sizeof copy / sizeof *copy; k++) {
         const char *v = meta_get(&in[0], copy[k]);
         if (v)

@@ -575,6 +575,17 @@ static int save(trainer *t, const valid_result *v, avsr_error *err)
             .items = items,
             .n_items = 3,
         };
+        /* the data preprocessing the model expects (avsr-transcribe reads it) */
+        char prep[256];
+        const avsr_augment_config *ea = &t->r->eval_augment;
+        snprintf(prep, sizeof prep,
+                 "{\"video_roi\": %d, \"video_mean\": %.9g, \"video_std\": %.9g, "
+                 "\"audio_normalize\": %s}",
+                 t->r->video_roi, (double)ea->video_mean, (double)ea->video_std,
+                 ea->audio_norm ? "true" : "false");
+        avsr_kv meta[1] = {{"preprocess", prep}};
+        info.meta = meta;
+        info.n_meta = 1;
         avsr_ckpt_retention ret = {t->r->keep_last, t->r->keep_best, t->r->valid_metric,
                                    t->r->valid_higher_better};
         avsr_ckpt_notes notes = {0};
