@@ -6,7 +6,8 @@
  * The OpenMP kernels also do batch norm and masked softmax: loops over rows
  * (layer norm, softmax) or over (batch, channel) planes (batch norm); the
  * per-row kernels are compiled for AVX2 and the baseline (AVSR_SIMD_CLONES)
- * with `omp simd` reductions. */
+ * with `omp simd` reductions. Softmax also has row kernels written with
+ * AVX-512F intrinsics, used where the CPU has AVX-512F. */
 #include "op_norm.h"
 
 #include <math.h>
