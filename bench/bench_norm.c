@@ -7,11 +7,14 @@
  * are timed too. 2 threads unless OMP_NUM_THREADS is set.
  *
  *   /usr/bin/python3 bench/norm_torch.py > torch.txt
- *   OMP_NUM_THREADS=2 build/bench/bench_norm [--split] torch.txt
+ *   OMP_NUM_THREADS=2 build/bench/bench_norm [--split] [--only TEXT] torch.txt
  *
  * --split adds a table of the forward and backward minima of each
  * selection (backward includes avsr_backward seeding dy) and the cost of
- * that seeding alone.
+ * that seeding alone. --only TEXT times only the rows whose name contains
+ * TEXT (e.g. "softmax": both softmax rows and log-softmax).
+ * bench/norm_interleave.sh alternates this program with norm_torch.py
+ * several times and reports the medians of the per-run ratios.
  *
  * One step: y = op(x); avsr_backward(y, R) (PyTorch: y.backward(R)), arena
  * reset. x is an activation: a fresh arena copy of the input each step
@@ -21,8 +24,9 @@
  * parameters whose gradients accumulate. The selections run in separate
  * contexts and alternate step by step, so a change in the machine's load
  * hits them alike. Each: 5 warm-up steps, then 30 timed; the table gives
- * the median and the minimum of the 30. The ratio torch/avsr is of the
- * minima (on a shared machine the minimum is the least disturbed run). The
+ * the median and the minimum of the 30. The ratios torch/avsr are of the
+ * minima (on a shared machine the minimum is the least disturbed run) and
+ * of the medians. The
  * last two rows are small tensors, below the sizes at which the default
  * switches to oneDNN. The torch file holds "name median_ms min_ms" lines;
  * without it the torch columns are "-". */
@@ -396,11 +400,13 @@ static void cell(char *buf, size_t n, const struct stat *s)
 
 int main(int argc, char **argv)
 {
-    const char *tpath = NULL;
+    const char *tpath = NULL, *only = NULL;
     bool split = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--split"))
             split = true;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else
             tpath = argv[i];
     }
@@ -414,11 +420,15 @@ int main(int argc, char **argv)
     CK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
     printf("| op (forward + backward, %d threads) | own ms (med / min) | oneDNN ms (med / min) | "
            "default ms (med / min) | torch ms (med / min) | torch/default (min) | "
-           "bare oneDNN prim. ms (med / min) | peak arena bytes (default) |\n",
+           "torch/default (med) | bare oneDNN prim. ms (med / min) | peak arena bytes (default) |\n",
            omp_get_max_threads());
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    bool done[NROWS] = {false};
     for (int i = 0; i < NROWS; i++) {
         const struct row *rw = &ROWS[i];
+        if (only && !strstr(rw->name, only))
+            continue;
+        done[i] = true;
         int64_t N = 1, D = rw->s[rw->nd - 1];
         for (int k = 0; k < rw->nd - 1; k++)
             N *= rw->s[k];
@@ -436,22 +446,26 @@ int main(int argc, char **argv)
                                                N, D);
         bool has_t = torch_ms(tpath, rw->name, &tt);
         const struct res *def = three ? &r[2] : &r[0];
-        char c1[48], c2[48], c3[48], c4[48], c5[48], ra[16] = "-";
+        char c1[48], c2[48], c3[48], c4[48], c5[48], ra[16] = "-", rm[16] = "-";
         cell(c1, sizeof c1, &r[0].t);
         cell(c2, sizeof c2, three ? &r[1].t : NULL);
         cell(c3, sizeof c3, three ? &r[2].t : NULL);
         cell(c4, sizeof c4, has_t ? &tt : NULL);
         cell(c5, sizeof c5, has_bare ? &bare : NULL);
-        if (has_t)
+        if (has_t) {
             snprintf(ra, sizeof ra, "%.2f", tt.min / def->t.min);
-        printf("| %s | %s | %s | %s | %s | %s | %s | %zu |\n", rw->name, c1, c2, c3, c4, ra, c5,
-               def->peak);
+            snprintf(rm, sizeof rm, "%.2f", tt.med / def->t.med);
+        }
+        printf("| %s | %s | %s | %s | %s | %s | %s | %s | %zu |\n", rw->name, c1, c2, c3, c4, ra,
+               rm, c5, def->peak);
         fflush(stdout);
     }
     if (split) {
         printf("\n| op: forward / backward min ms | own | oneDNN | default | seeding dy min ms |\n"
                "|---|---:|---:|---:|---:|\n");
         for (int i = 0; i < NROWS; i++) {
+            if (!done[i])
+                continue;
             const struct res *r = saved[i];
             printf("| %s | %.3f / %.3f |", ROWS[i].name, r[0].fwd.min, r[0].bwd.min);
             for (int k = 1; k < 3; k++) {

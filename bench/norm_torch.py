@@ -4,8 +4,11 @@ softmax, log-softmax and GLU on the same shapes (y = op(x); y.backward(R)),
 2 threads (OMP_NUM_THREADS overrides), 5 warm-up runs then 30 timed.
 Prints "name median_ms min_ms" lines for bench_norm to read:
 
-    /usr/bin/python3 bench/norm_torch.py > torch.txt
+    /usr/bin/python3 bench/norm_torch.py [--only TEXT] > torch.txt
     OMP_NUM_THREADS=2 build/bench/bench_norm torch.txt
+
+--only TEXT times only the rows whose name contains TEXT (as bench_norm's
+option of the same name).
 
 x.grad is reset to None before each step (a new gradient, like an
 activation's), except in the "d x +=" row, where it is kept and added to.
@@ -14,6 +17,7 @@ side does.
 """
 import os
 import statistics
+import sys
 import time
 
 import torch
@@ -22,7 +26,12 @@ import torch.nn.functional as F
 WARM, RUNS = 5, 30
 
 
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[1:-1] else None
+
+
 def bench(name, make, fn, keep_x_grad=False):
+    if ONLY is not None and ONLY not in name:
+        return
     args, R = make()
     ts = []
     for it in range(WARM + RUNS):

@@ -567,6 +567,175 @@ static void test_sm_bad(avsr_ctx *ctx)
     avsr_tensor_free(mi);
 }
 
+/* Every softmax kernel (AVSR_NORM_IMPL: portable OpenMP, AVX-512 rows,
+ * oneDNN, the default selection) against a double-precision reference, on
+ * shapes large enough for several parallel chunks, full 16-float vectors
+ * and tails, with and without masks, and both gradient paths: a new d x
+ * (arena x, written directly) and an existing one (heap x, added to). The
+ * reference is the op's definition: over the kept set K of a row,
+ * y = exp(x - m) / s (softmax) or x - m - log s (log-softmax), 0 / -inf off
+ * K; d x = y (R - sum_K R y) or R - exp(y) sum_K R on K, 0 off K. Without a
+ * mask K is the whole row, so a -inf input gets d x = R (as in PyTorch). */
+struct sm_case {
+    const char *name;
+    int nd;
+    int64_t s[3];
+    int mask;      /* 0 none, 1 key padding [B, 1, D] by lengths, 2 [B, T, 1], 3 full random */
+    int neg_inf;   /* unmasked: put -inf into a few positions */
+};
+
+/* 1 if element i of x [.., D] (row r) is kept; mk: mask bytes by the case */
+static int sm_kept(const struct sm_case *c, const uint8_t *mk, int64_t r, int64_t i)
+{
+    int64_t T = c->nd == 3 ? c->s[1] : 1, D = c->s[c->nd - 1];
+    switch (c->mask) {
+    case 1: return mk[(r / T) * D + i];
+    case 2: return mk[r];
+    case 3: return mk[r * D + i];
+    default: return 1;
+    }
+}
+
+static void sm_reference(const struct sm_case *c, const uint8_t *mk, const float *x,
+                         const float *R, int lg, float *y, float *gx)
+{
+    int64_t D = c->s[c->nd - 1], N = 1;
+    for (int k = 0; k < c->nd - 1; k++)
+        N *= c->s[k];
+    for (int64_t r = 0; r < N; r++) {
+        const float *xr = x + r * D, *Rr = R + r * D;
+        double m = -INFINITY, sum = 0, sr = 0;
+        for (int64_t i = 0; i < D; i++)
+            if (sm_kept(c, mk, r, i) && xr[i] > m)
+                m = xr[i];
+        for (int64_t i = 0; i < D; i++)
+            if (sm_kept(c, mk, r, i))
+                sum += exp((double)xr[i] - m);
+        for (int64_t i = 0; i < D; i++) {
+            int k = sm_kept(c, mk, r, i);
+            double p = k ? exp((double)xr[i] - m) / sum : 0;
+            y[r * D + i] = k ? (float)(lg ? (double)xr[i] - m - log(sum) : p)
+                             : (lg ? -INFINITY : 0.0f);
+            sr += k ? (lg ? Rr[i] : Rr[i] * p) : 0;
+        }
+        for (int64_t i = 0; i < D; i++) {
+            int k = sm_kept(c, mk, r, i);
+            double p = k ? exp((double)xr[i] - m) / sum : 0;
+            gx[r * D + i] = k ? (float)(lg ? Rr[i] - p * sr : p * (Rr[i] - sr)) : 0.0f;
+        }
+    }
+}
+static void test_sm_kernels(avsr_ctx *ctx)
+{
+    static const struct sm_case cases[] = {
+        {"[4,50,250] with -inf inputs", 3, {4, 50, 250}, 0, 1},
+        {"[4,50,250] key padding", 3, {4, 50, 250}, 1, 0},
+        {"[3,20,37] row mask", 3, {3, 20, 37}, 2, 0},
+        {"[2,3,40] element mask", 3, {2, 3, 40}, 3, 0},
+        {"[6,64]", 2, {6, 64}, 0, 0},
+        {"[5,3]", 2, {5, 3}, 0, 0},
+    };
+    static const char *const impls[] = {"own", "avx512", "dnnl", "auto"};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const struct sm_case *c = &cases[ci];
+        int64_t n = 1, D = c->s[c->nd - 1];
+        for (int k = 0; k < c->nd; k++)
+            n *= c->s[k];
+        int64_t B = c->s[0], T = c->nd == 3 ? c->s[1] : 1;
+        /* the mask: bytes for the reference, an F32 / U8 tensor for the op */
+        avsr_tensor *mt = NULL;
+        uint8_t *mk = calloc((size_t)n, 1);
+        if (c->mask == 1) {
+            static const int64_t len[4] = {250, 137, 0, 17}; /* 0: every row masked */
+            int64_t ms[3] = {B, 1, D};
+            mt = avsr_tensor_create(AVSR_U8, 3, ms, false);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t i = 0; i < D; i++)
+                    mk[b * D + i] = ((uint8_t *)mt->data)[b * D + i] = i < len[b];
+        } else if (c->mask == 2 || c->mask == 3) {
+            int64_t ms[3] = {B, T, c->mask == 2 ? 1 : D};
+            mt = tu_rand(3, ms, 61, 0, 1, false);
+            for (int64_t i = 0; i < mt->numel; i++) {
+                mk[i] = avsr_f32(mt)[i] >= 0.3f;
+                avsr_f32(mt)[i] = mk[i];
+            }
+        }
+        avsr_tensor *src = tu_rand(c->nd, c->s, 62 + ci, -4, 4, false);
+        if (c->neg_inf)
+            for (int64_t i = 5; i < n; i += n / 3)
+                avsr_f32(src)[i] = -INFINITY;
+        float *R = malloc(sizeof(float) * (size_t)n), *G0 = malloc(sizeof(float) * (size_t)n);
+        float *yr = malloc(sizeof(float) * (size_t)n), *gr = malloc(sizeof(float) * (size_t)n);
+        float *ga = malloc(sizeof(float) * (size_t)n);
+        tu_fill_uniform(R, n, 63, -1, 1);
+        tu_fill_uniform(G0, n, 64, -1, 1);
+        for (int lg = 0; lg < 2; lg++) {
+            sm_reference(c, mk, avsr_f32(src), R, lg, yr, gr);
+            for (int64_t i = 0; i < n; i++)
+                ga[i] = G0[i] + gr[i];
+            for (size_t k = 0; k < sizeof impls / sizeof impls[0]; k++) {
+                setenv("AVSR_NORM_IMPL", impls[k], 1);
+                char w[160];
+                /* new gradient: x in the arena */
+                avsr_tensor *x = avsr_tensor_new(ctx, AVSR_F32, c->nd, c->s);
+                memcpy(x->data, src->data, sizeof(float) * (size_t)n);
+                x->flags |= AVSR_T_REQUIRES_GRAD;
+                avsr_tensor *y = lg ? avsr_op_log_softmax(ctx, x, mt) : avsr_op_softmax(ctx, x, mt);
+                if (!y || avsr_backward(ctx, y, R) < 0) {
+                    tap_ok(false, "softmax kernels %s: %s", c->name, avsr_ctx_errmsg(ctx));
+                    avsr_ctx_clear_error(ctx);
+                    avsr_ctx_reset(ctx);
+                    continue;
+                }
+                snprintf(w, sizeof w, "%s %s, kernels %s: y", lg ? "log_softmax" : "softmax",
+                         c->name, impls[k]);
+                /* oneDNN's log-softmax takes log(sum) from its own approximation:
+                 * up to 3.4e-6 off at [5,3] (values ~0.04), hence 5e-6 */
+                bool dn = !strcmp(impls[k], "dnnl");
+                tu_close(w, avsr_f32(y), yr, n, lg ? (dn ? 5e-6 : 2 * SM_ATOL) : SM_ATOL, SM_RTOL);
+                snprintf(w, sizeof w, "%s %s, kernels %s: new d x", lg ? "log_softmax" : "softmax",
+                         c->name, impls[k]);
+                tu_close(w, x->grad, gr, n, 2 * SM_ATOL, SM_RTOL);
+                if (mt) {
+                    bool exact = true;
+                    for (int64_t r = 0; r < n / D; r++)
+                        for (int64_t i = 0; i < D; i++)
+                            if (!sm_kept(c, mk, r, i))
+                                exact &= avsr_f32(y)[r * D + i] == (lg ? -INFINITY : 0.0f) &&
+                                         x->grad[r * D + i] == 0.0f;
+                    tap_ok(exact, "%s %s, kernels %s: masked positions exactly %s, d x 0",
+                           lg ? "log_softmax" : "softmax", c->name, impls[k], lg ? "-inf" : "0");
+                }
+                avsr_ctx_reset(ctx);
+                /* existing gradient: heap x, d x added to G0 */
+                avsr_tensor *xh = avsr_tensor_create(AVSR_F32, c->nd, c->s, true);
+                memcpy(xh->data, src->data, sizeof(float) * (size_t)n);
+                memcpy(avsr_tensor_grad(ctx, xh), G0, sizeof(float) * (size_t)n);
+                y = lg ? avsr_op_log_softmax(ctx, xh, mt) : avsr_op_softmax(ctx, xh, mt);
+                if (!y || avsr_backward(ctx, y, R) < 0) {
+                    tap_ok(false, "softmax kernels %s: %s", c->name, avsr_ctx_errmsg(ctx));
+                    avsr_ctx_clear_error(ctx);
+                } else {
+                    snprintf(w, sizeof w, "%s %s, kernels %s: d x +=",
+                             lg ? "log_softmax" : "softmax", c->name, impls[k]);
+                    tu_close(w, xh->grad, ga, n, 2 * SM_ATOL, SM_RTOL);
+                }
+                avsr_ctx_reset(ctx);
+                avsr_tensor_free(xh);
+            }
+        }
+        unsetenv("AVSR_NORM_IMPL");
+        free(R);
+        free(G0);
+        free(yr);
+        free(gr);
+        free(ga);
+        free(mk);
+        avsr_tensor_free(src);
+        avsr_tensor_free(mt);
+    }
+}
+
 int main(void)
 {
     avsr_ctx *ctx = tu_ctx();
@@ -620,6 +789,7 @@ int main(void)
         gradcheck_sm(ctx, n, 2, q3, NULL, log);
     }
     test_sm_bad(ctx);
+    test_sm_kernels(ctx);
 
     avsr_st_close(G);
     avsr_ctx_destroy(ctx);
