@@ -93,11 +93,13 @@ static bool same_i64(avsr_st *st, const char *key, const int64_t *got, int64_t n
 }
 
 /* Every parameter gradient against "<c>.g.<name>" with fe_golden's rule
- * plus an absolute floor of 2e-6 x the largest gradient of the model (as in
- * test_av_fusion_module.c): the biases of convolutions followed by a
- * training-mode batch norm have a gradient that is zero in exact arithmetic,
- * and both sides return rounding residue (seen: ~1e-14 in float64 torch,
- * ~2e-6 here, against gradients up to 1.9). */
+ * plus an absolute floor of 1e-5 x the largest gradient of the model: the
+ * biases of convolutions followed by a training-mode batch norm have a
+ * gradient that is zero in exact arithmetic, and both sides return rounding
+ * residue (seen: ~1e-14 in float64 torch; here 2e-6 with oneDNN's softmax
+ * and 5.8e-6 with the AVX-512 softmax kernels, whose float32 sums run in
+ * another order, against gradients up to 1.9). Every other gradient is far
+ * above the floor and keeps the relative rule. */
 static bool check_grads(avsr_st *st, const char *c, avsr_params *p)
 {
     char key[512];
@@ -120,7 +122,7 @@ static bool check_grads(avsr_st *st, const char *c, avsr_params *p)
                 continue;
             }
             n++;
-            double floor_abs = 2e-6 * gmax;
+            double floor_abs = 1e-5 * gmax;
             bool ok = w->numel == t->numel;
             for (int64_t k = 0; ok && k < w->numel; k++) {
                 double d = fabs((double)t->grad[k] - want[k]);
@@ -135,7 +137,7 @@ static bool check_grads(avsr_st *st, const char *c, avsr_params *p)
             avsr_tensor_free(w);
         }
     return tap_ok(bad == 0, "%s: gradients of all %d parameters match torch autograd (worst "
-                            "%.2e of max |ref|, floor 2e-6 x %.2f)",
+                            "%.2e of max |ref|, floor 1e-5 x %.2f)",
                   c, n, worst, gmax);
 }
 
