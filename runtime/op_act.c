@@ -94,7 +94,8 @@ static void unary_backward(avsr_ctx *ctx, void *sv)
     struct unary_saved *s = sv;
     if (!avsr_tensor_requires_grad(s->x))
         return;
-    float *gx = avsr_tensor_grad(ctx, s->x); /* like x */
+    bool acc;
+    float *gx = avsr_tensor_grad_out(ctx, s->x, &acc); /* like x */
     if (!gx)
         return;
     const float *x = avsr_f32(s->x), *y = avsr_f32(s->y), *gy = s->y->grad;
@@ -103,6 +104,8 @@ static void unary_backward(avsr_ctx *ctx, void *sv)
 #pragma omp parallel for schedule(static) if (nch > 1)
     for (int64_t k = 0; k < nch; k++) {
         int64_t o = k * CHUNK, m = n - o < CHUNK ? n - o : CHUNK;
+        if (!acc) /* a new gradient: zero the chunk while it is in cache */
+            memset(gx + o, 0, sizeof(float) * (size_t)m);
         unary_bwd_kernel(kind, x + o, y + o, gy + o, gx + o, m);
     }
 }
