@@ -4,8 +4,10 @@
  * at once by avsr_arena_reset() at the end of a step. When a step needs more
  * than the current block, further blocks are chained; the next reset replaces
  * them by one block of the high-water size, so from the second step on a
- * training loop makes no allocations at all. Allocations are 64-byte aligned
- * (one cache line, one AVX-512 vector). */
+ * training loop makes no allocations at all. Large blocks are mapped with
+ * mmap, and that replacement grows the block the step used most (mremap),
+ * so the pages earlier steps touched are not faulted in again. Allocations
+ * are 64-byte aligned (one cache line, one AVX-512 vector). */
 #ifndef AVSR_ARENA_H
 #define AVSR_ARENA_H
 

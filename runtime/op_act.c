@@ -94,7 +94,8 @@ static void unary_backward(avsr_ctx *ctx, void *sv)
     struct unary_saved *s = sv;
     if (!avsr_tensor_requires_grad(s->x))
         return;
-    float *gx = avsr_tensor_grad(ctx, s->x); /* like x */
+    bool acc;
+    float *gx = avsr_tensor_grad_out(ctx, s->x, &acc); /* like x */
     if (!gx)
         return;
     const float *x = avsr_f32(s->x), *y = avsr_f32(s->y), *gy = s->y->grad;
@@ -103,6 +104,8 @@ static void unary_backward(avsr_ctx *ctx, void *sv)
 #pragma omp parallel for schedule(static) if (nch > 1)
     for (int64_t k = 0; k < nch; k++) {
         int64_t o = k * CHUNK, m = n - o < CHUNK ? n - o : CHUNK;
+        if (!acc) /* a new gradient: zero the chunk while it is in cache */
+            memset(gx + o, 0, sizeof(float) * (size_t)m);
         unary_bwd_kernel(kind, x + o, y + o, gy + o, gx + o, m);
     }
 }
@@ -376,16 +379,78 @@ static void dropout_backward(avsr_ctx *ctx, void *sv)
     struct dropout_saved *s = sv;
     if (!avsr_tensor_requires_grad(s->x))
         return;
-    float *gx = avsr_tensor_grad(ctx, s->x); /* like x */
+    bool acc;
+    float *gx = avsr_tensor_grad_out(ctx, s->x, &acc); /* like x */
     if (!gx)
         return;
     const float *gy = s->y->grad;
     const uint8_t *keep = s->keep;
     float scale = s->scale;
     int64_t n = s->x->numel;
+    if (acc) {
 #pragma omp parallel for simd schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; i++)
-        gx[i] += keep[i] ? gy[i] * scale : 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += keep[i] ? gy[i] * scale : 0.0f;
+    } else {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++)
+            gx[i] = keep[i] ? gy[i] * scale : 0.0f;
+    }
+}
+
+/* Elements [j0, j1) of one row (j0 a multiple of 4): word j of the row's
+ * stream r is word j % 4 of Philox block j / 4, the numbers avsr_rng_u32
+ * would give after avsr_rng_seek(r, j0 / 4). The blocks are computed
+ * DROP_LANES at a time, the rounds of avsr_philox4x32 written out over
+ * lanes so that they vectorise. */
+#define DROP_LANES 16
+static AVSR_SIMD_CLONES void dropout_chunk(const avsr_rng *r, int64_t j0, int64_t j1,
+                                           const float *x, float *y, uint8_t *keep, float p,
+                                           float scale)
+{
+    uint32_t u[DROP_CHUNK + 4 * DROP_LANES];
+    int64_t nb = (j1 - j0 + 3) / 4;
+    uint64_t blk0 = (uint64_t)j0 / 4;
+    for (int64_t q0 = 0; q0 < nb; q0 += DROP_LANES) {
+        uint32_t c0[DROP_LANES], c1[DROP_LANES], c2[DROP_LANES], c3[DROP_LANES];
+        for (int l = 0; l < DROP_LANES; l++) {
+            uint64_t blk = blk0 + (uint64_t)(q0 + l);
+            c0[l] = (uint32_t)blk;
+            c1[l] = (uint32_t)(blk >> 32);
+            c2[l] = r->ctr[2];
+            c3[l] = r->ctr[3];
+        }
+        uint32_t k0 = r->key[0], k1 = r->key[1];
+        for (int round = 0; round < 10; round++) {
+#pragma omp simd
+            for (int l = 0; l < DROP_LANES; l++) {
+                uint64_t p0 = (uint64_t)0xD2511F53u * c0[l];
+                uint64_t p1 = (uint64_t)0xCD9E8D57u * c2[l];
+                uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
+                uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
+                c1[l] = (uint32_t)p1;
+                c3[l] = (uint32_t)p0;
+                c0[l] = n0;
+                c2[l] = n2;
+            }
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        for (int l = 0; l < DROP_LANES; l++) {
+            uint32_t *o = u + 4 * (q0 + l);
+            o[0] = c0[l];
+            o[1] = c1[l];
+            o[2] = c2[l];
+            o[3] = c3[l];
+        }
+    }
+    int64_t n = j1 - j0;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        int kp = avsr_fn_dropout_keep(u[j], p);
+        keep[j] = (uint8_t)kp;
+        y[j] = kp ? x[j] * scale : 0.0f;
+    }
 }
 
 static avsr_tensor *dropout(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t purpose,
@@ -419,13 +484,8 @@ static avsr_tensor *dropout(avsr_ctx *ctx, avsr_tensor *x, float p, uint32_t pur
         uint64_t key = shared ? AVSR_CTX_SHARED_KEY | ctx->batch_id
                               : avsr_ctx_sample_id(ctx, (int)b);
         avsr_rng_init(&r, seed, epoch, key, purp);
-        avsr_rng_seek(&r, (uint64_t)j0 / 4);
-        for (int64_t j = j0; j < j1; j++) {
-            int64_t i = b * row + j;
-            int kp = avsr_fn_dropout_keep(avsr_rng_u32(&r), p);
-            keep[i] = (uint8_t)kp;
-            yd[i] = kp ? xd[i] * scale : 0.0f;
-        }
+        int64_t i = b * row + j0;
+        dropout_chunk(&r, j0, j1, xd + i, yd + i, keep + i, p, scale);
     }
     if (avsr_ctx_needs_grad(ctx, 1, &x)) {
         struct dropout_saved *s = avsr_tape_saved(ctx, sizeof *s);

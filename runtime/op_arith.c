@@ -376,21 +376,29 @@ static void binary_backward(avsr_ctx *ctx, void *sv)
         avsr_tensor *x = which ? s->b : s->a;
         if (!avsr_tensor_requires_grad(x))
             continue;
-        float *gx = avsr_tensor_grad(ctx, x); /* [x] */
-        if (!gx)
-            return;
         int64_t xn = x->numel;
         if (xn == bc->numel) {
-            /* x does not broadcast: its offsets are the output's */
+            /* x does not broadcast: its offsets are the output's. A new
+             * gradient is zeroed by each thread over its own range (not by
+             * one thread in a separate pass). */
+            bool acc;
+            float *gx = avsr_tensor_grad_out(ctx, x, &acc); /* [x] */
+            if (!gx)
+                return;
 #pragma omp parallel if (bc->numel > PAR_MIN)
             {
                 int64_t lo, hi;
                 thread_range(bc->numel, &lo, &hi, NULL, NULL);
+                if (!acc && hi > lo)
+                    memset(gx + lo, 0, sizeof(float) * (size_t)(hi - lo));
                 BC_SEGMENTS(bc, lo, hi,
                             grad_seg_direct(s->op, which, gx + i, g + i, a + offa, sal, b + offb,
                                             sbl, len));
             }
         } else {
+            float *gx = avsr_tensor_grad(ctx, x); /* [x] */
+            if (!gx)
+                return;
             int nt = bc->numel > PAR_MIN ? max_threads() : 1;
             if (nt == 1 || xn * nt * 4 <= bc->numel)
                 grad_reduce_private(ctx, s, which, gx, xn);

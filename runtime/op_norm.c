@@ -192,8 +192,52 @@ struct bn_saved {
     bool batch_stats;         /* statistics depend on x */
 };
 
+/* s1 += sum x[i], s2 += sum x[i]^2 over n contiguous values (double sums) */
+static AVSR_SIMD_CLONES void bn_sums_x(const float *x, int64_t n, double *s1, double *s2)
+{
+    double a1 = 0.0, a2 = 0.0;
+#pragma omp simd reduction(+ : a1, a2)
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        a1 += v;
+        a2 += v * v;
+    }
+    *s1 += a1;
+    *s2 += a2;
+}
+
+/* s1 += sum dy[i], s2 += sum dy[i] * (x[i] - mc) * rc over n contiguous values */
+static AVSR_SIMD_CLONES void bn_sums_dy(const float *dy, const float *x, int64_t n, float mc,
+                                        float rc, double *s1, double *s2)
+{
+    double a1 = 0.0, a2 = 0.0;
+#pragma omp simd reduction(+ : a1, a2)
+    for (int64_t i = 0; i < n; i++) {
+        double g = dy[i];
+        a1 += g;
+        a2 += g * (double)((x[i] - mc) * rc);
+    }
+    *s1 += a1;
+    *s2 += a2;
+}
+
+/* End of the run of frames starting at t that are all valid (valid[t]) or
+ * all padded (!valid[t]); valid NULL: every frame, one run. */
+static int64_t bn_run_end(const uint8_t *valid, int64_t t, int64_t T)
+{
+    if (!valid)
+        return T;
+    int64_t e = t + 1;
+    while (e < T && !valid[e] == !valid[t])
+        e++;
+    return e;
+}
+
 /* Per-(b, c) sums of a and a*b over the plane, valid frames only if
- * valid_only (a = x, b = x for statistics; a = dy, b = x_hat for backward). */
+ * valid_only (a = x, b = x for statistics; a = dy, b = x_hat for backward).
+ * The plane is summed in runs of consecutive valid frames, each contiguous
+ * in memory (the whole plane without a mask), so that the sums vectorise
+ * also when inner is 1 (1-D batch norm over [B, C, T]). */
 static void bn_plane_sums(const struct bn_saved *s, const float *x, const float *dy, bool valid_only,
                           double *p1, double *p2)
 {
@@ -205,31 +249,37 @@ static void bn_plane_sums(const struct bn_saved *s, const float *x, const float 
         int64_t b = bc / C, c = bc % C;
         const float *xp = x + bc * S;
         const float *gp = dy ? dy + bc * S : NULL;
+        const uint8_t *vb = valid ? valid + b * T : NULL;
         double a1 = 0.0, a2 = 0.0;
-        for (int64_t t = 0; t < T; t++) {
-            if (valid && !valid[b * T + t])
+        for (int64_t t = 0, e; t < T; t = e) {
+            e = bn_run_end(vb, t, T);
+            if (vb && !vb[t])
                 continue;
-            const float *xr = xp + t * inner;
-            if (!gp) {
-#pragma omp simd reduction(+ : a1, a2)
-                for (int64_t i = 0; i < inner; i++) {
-                    double v = xr[i];
-                    a1 += v;
-                    a2 += v * v;
-                }
-            } else {
-                const float *gr = gp + t * inner;
-                float mc = mean[c], rc = rstd[c];
-#pragma omp simd reduction(+ : a1, a2)
-                for (int64_t i = 0; i < inner; i++) {
-                    double g = gr[i];
-                    a1 += g;
-                    a2 += g * (double)((xr[i] - mc) * rc);
-                }
-            }
+            int64_t o = t * inner, n = (e - t) * inner;
+            if (!gp)
+                bn_sums_x(xp + o, n, &a1, &a2);
+            else
+                bn_sums_dy(gp + o, xp + o, n, mean[c], rstd[c], &a1, &a2);
         }
         p1[bc] = a1;
         p2[bc] = a2;
+    }
+}
+
+/* d x over n contiguous values of a valid run (m2 != 0 or m1 != 0: batch
+ * statistics) or of padded frames / running statistics (m1 = m2 = 0):
+ * gx = a * (dy - m1 - (x - mc) * rc * m2), written or added (acc) */
+static AVSR_SIMD_CLONES void bn_dx_run(float *gx, const float *dy, const float *x, int64_t n,
+                                       float a, float m1, float m2, float mc, float rc, bool acc)
+{
+    if (acc) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += a * (dy[i] - m1 - (x[i] - mc) * rc * m2);
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            gx[i] = a * (dy[i] - m1 - (x[i] - mc) * rc * m2);
     }
 }
 
@@ -289,7 +339,8 @@ static void bn_backward(avsr_ctx *ctx, void *sv)
     }
     if (!need_x)
         return;
-    float *gx = avsr_tensor_grad(ctx, s->x); /* [B, C, S] */
+    bool acc;
+    float *gx = avsr_tensor_grad_out(ctx, s->x, &acc); /* [B, C, S] */
     if (!gx)
         return;
     const float *gamma = s->gamma ? avsr_f32(s->gamma) : NULL;
@@ -314,20 +365,15 @@ static void bn_backward(avsr_ctx *ctx, void *sv)
 #pragma omp parallel for schedule(static) if (B * C * S > 32768)
     for (int64_t bc = 0; bc < B * C; bc++) {
         int64_t b = bc / C, c = bc % C;
+        const uint8_t *vb = valid ? valid + b * T : NULL;
         float a = k1[c], m1 = k2[c], m2 = k3[c], mc = mean[c], rc = rstd[c];
-        for (int64_t t = 0; t < T; t++) {
-            const float *xr = x + bc * S + t * inner, *gr = gy + bc * S + t * inner;
-            float *gxr = gx + bc * S + t * inner;
-            if (valid && !valid[b * T + t]) {
-                /* padded frame: its output depends on x only directly */
-#pragma omp simd
-                for (int64_t i = 0; i < inner; i++)
-                    gxr[i] += a * gr[i];
-            } else {
-#pragma omp simd
-                for (int64_t i = 0; i < inner; i++)
-                    gxr[i] += a * (gr[i] - m1 - (xr[i] - mc) * rc * m2);
-            }
+        for (int64_t t = 0, e; t < T; t = e) {
+            e = bn_run_end(vb, t, T);
+            int64_t o = bc * S + t * inner, n = (e - t) * inner;
+            if (vb && !vb[t]) /* padded frames: their output depends on x only directly */
+                bn_dx_run(gx + o, gy + o, x + o, n, a, 0.0f, 0.0f, mc, rc, acc);
+            else
+                bn_dx_run(gx + o, gy + o, x + o, n, a, m1, m2, mc, rc, acc);
         }
     }
 }
