@@ -22,8 +22,9 @@
 #      stage end (the recipe cannot turn that one off), batching buckets 5
 #      (the corpus has only 360 training clips: with the usual 50 buckets
 #      most batches would be a bucket's remainder of a few clips). Demo:
-#      max_frames 1600 (as recipes/demo.yaml); base: max_frames 200 (a base
-#      step at 1600 frames would take ~20 s and ~15 GB).
+#      max_frames 1600 (as recipes/demo.yaml); base: max_frames 240, i.e. 4
+#      clips of up to 60 frames, 2 per rank with -np 2 (a base
+#      step at 1600 frames would take ~20 s and some 40 GB of activations).
 #   3. ROUNDS rounds (default 2); in each, for every model and layout, one
 #      avsr-worker run and one torch_ddp.py run, alternating which goes
 #      first from round to round (the machine is shared: interleaving
@@ -152,7 +153,7 @@ write_recipe demo 48 44 1600 "$DEMO_STEPS" "\
   decoder: {layers: 1, dim: 144, heads: 4, ffn: 576}
   ctc_weight: 0.3
   label_smoothing: 0.1"
-write_recipe base 96 88 200 "$BASE_STEPS" "\
+write_recipe base 96 88 240 "$BASE_STEPS" "\
   video: {width: 64, depth: [2, 2, 2, 2], roi: 88}
   audio: {features: wave, width: 64, depth: [2, 2, 2, 2]}
   fusion: {type: concat_mlp, position: late, hidden: 1024, modality_dropout: 0.25, audio_share: 0.5}
