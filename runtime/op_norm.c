@@ -227,8 +227,12 @@ static int64_t bn_run_end(const uint8_t *valid, int64_t t, int64_t T)
 {
     if (!valid)
         return T;
+    if (valid[t]) { /* mask bytes are 0 or 1: the next 0 ends the run (memchr is vectorised) */
+        const uint8_t *z = memchr(valid + t, 0, (size_t)(T - t));
+        return z ? (int64_t)(z - valid) : T;
+    }
     int64_t e = t + 1;
-    while (e < T && !valid[e] == !valid[t])
+    while (e < T && !valid[e])
         e++;
     return e;
 }

@@ -210,7 +210,10 @@ static avsr_tensor *pool(avsr_ctx *ctx, avsr_tensor *x, const avsr_pool_params *
      * the loop over output columns has independent iterations (no chain
      * through one running maximum), which is what makes it fast. */
     int nth = omp_get_max_threads();
-    size_t rowb = (sizeof(float) + sizeof(int32_t)) * (size_t)g.O[2];
+    /* whole cache lines per thread: rows of neighbouring threads sharing a
+     * line made every store in the loop below a cross-core miss (false
+     * sharing; the stem's max pool has rows of 11 outputs at 44x44) */
+    size_t rowb = ((sizeof(float) + sizeof(int32_t)) * (size_t)g.O[2] + 63) / 64 * 64;
     char *rows = avsr_ctx_alloc(ctx, rowb * (size_t)nth);
     if (!rows) {
         AVSR_NOMEM(&ctx->err, rowb * (size_t)nth);

@@ -780,6 +780,7 @@ static void stage_free(trainer *t)
 typedef struct step_out {
     double sums[S_COUNT]; /* global */
     double grad_norm, lr, seconds, comm_seconds;
+    double all_comm_seconds; /* every collective of the step (BatchNorm sync included) */
     double flops;         /* this rank's matrix-product and convolution FLOPs */
     bool skipped;
 } step_out;
@@ -821,7 +822,7 @@ static int forward_losses(trainer *t, const avsr_batch *b, avsr_model_input *in,
 
 static int train_step(trainer *t, step_out *so, avsr_error *err)
 {
-    double t0 = now(), f0 = avsr_ctx_flops(t->ctx);
+    double t0 = now(), f0 = avsr_ctx_flops(t->ctx), c0 = avsr_comm_seconds(t->c);
     double s[S_COUNT + 1] = {0};
     int rc = 0;
     avsr_params_zero_grad(t->p);
@@ -903,6 +904,7 @@ static int train_step(trainer *t, step_out *so, avsr_error *err)
             return -1;
     }
     so->seconds = now() - t0;
+    so->all_comm_seconds = avsr_comm_seconds(t->c) - c0;
     so->flops = avsr_ctx_flops(t->ctx) - f0;
     return 0;
 }
@@ -935,9 +937,11 @@ static void report_step(trainer *t, const step_out *so, int64_t steps_in_epoch)
     json_object_set_new(o, "skipped", json_integer(t->skipped));
     json_object_set_new(o, "utts", json_integer((json_int_t)s[S_UTTS]));
     json_object_set_new(o, "frames", json_integer((json_int_t)s[S_FRAMES]));
+    json_object_set_new(o, "padded_frames", json_integer((json_int_t)s[S_PADDED]));
     jset_num(o, "frames_per_s", fps);
     jset_num(o, "step_s", so->seconds);
     jset_num(o, "allreduce_s", so->comm_seconds);
+    jset_num(o, "comm_s", so->all_comm_seconds);
     /* this rank's GEMM and convolution work; ranks do about the same */
     jset_num(o, "gflops_per_s", so->seconds > 0 ? so->flops * t->world / so->seconds * 1e-9 : 0);
     jset_num(o, "peak_rss_mb", peak_rss_mb());
