@@ -1,4 +1,5 @@
-/* tokenizer: character vocabularies (see tokenizer.h, docs/data/tokenizer.md). */
+/* tokenizer: character and word vocabularies (see tokenizer.h,
+ * docs/data/tokenizer.md). */
 #include "tokenizer.h"
 
 #include <jansson.h>
@@ -17,6 +18,10 @@ struct avsr_vocab {
     uint32_t *na_cp;       /* [nna] sorted non-ASCII code points */
     int32_t *na_id;        /* [nna] their ids */
     int oov;
+    /* word vocabularies (AVSR_VOCAB_WORD): one normalised word per id */
+    bool words;
+    char **wsym;     /* [size] symbol text (specials included) */
+    int32_t *worder; /* [size - 3] word ids sorted by their text (strcmp) */
 };
 
 /* ---- UTF-8 --------------------------------------------------------------- */
@@ -144,7 +149,189 @@ void avsr_vocab_free(avsr_vocab *v)
     free(v->sym);
     free(v->na_cp);
     free(v->na_id);
+    if (v->wsym)
+        for (int32_t i = 0; i < v->size; i++)
+            free(v->wsym[i]);
+    free(v->wsym);
+    free(v->worder);
     free(v);
+}
+
+/* ---- word vocabularies ---------------------------------------------------- */
+
+static const avsr_vocab *g_sort_vocab; /* qsort has no context argument */
+
+static int cmp_word_ids(const void *a, const void *b)
+{
+    return strcmp(g_sort_vocab->wsym[*(const int32_t *)a], g_sort_vocab->wsym[*(const int32_t *)b]);
+}
+
+/* Word vocabulary from `nw` words in id order (copied). Duplicates are
+ * reported with both ids. */
+static avsr_vocab *vocab_from_words(const char *const *w, int32_t nw, avsr_error *err)
+{
+    avsr_vocab *v = calloc(1, sizeof *v);
+    if (!v)
+        return AVSR_NOMEM(err, sizeof *v), NULL;
+    int32_t size = nw + 3;
+    v->size = size;
+    v->words = true;
+    v->oov = AVSR_OOV_UNK;
+    v->wsym = calloc((size_t)size, sizeof *v->wsym);
+    v->worder = malloc(((size_t)nw + 1) * sizeof *v->worder);
+    if (!v->wsym || !v->worder)
+        goto nomem;
+    v->wsym[0] = strdup("<blank>");
+    v->wsym[1] = strdup("<unk>");
+    v->wsym[size - 1] = strdup("<eos>");
+    for (int32_t k = 0; k < nw; k++) {
+        v->wsym[k + 2] = strdup(w[k]);
+        v->worder[k] = k + 2;
+    }
+    for (int32_t i = 0; i < size; i++)
+        if (!v->wsym[i])
+            goto nomem;
+    /* one thread at a time builds vocabularies (recipe load, model load) */
+    g_sort_vocab = v;
+    qsort(v->worder, (size_t)nw, sizeof *v->worder, cmp_word_ids);
+    g_sort_vocab = NULL;
+    for (int32_t k = 1; k < nw; k++)
+        if (!strcmp(v->wsym[v->worder[k - 1]], v->wsym[v->worder[k]])) {
+            int32_t a = v->worder[k - 1], b = v->worder[k];
+            avsr_error_set(err, AVSR_ERR_INVALID, "duplicate word \"%s\" at ids %d and %d",
+                           v->wsym[a], a < b ? a : b, a < b ? b : a);
+            avsr_vocab_free(v);
+            return NULL;
+        }
+    return v;
+nomem:
+    avsr_vocab_free(v);
+    AVSR_NOMEM(err, (size_t)size * sizeof(char *));
+    return NULL;
+}
+
+/* id of a normalised word w[0 .. len), -1 if absent */
+static int32_t word_id(const avsr_vocab *v, const char *w, size_t len)
+{
+    int32_t lo = 0, hi = v->size - 4;
+    while (lo <= hi) {
+        int32_t mid = (lo + hi) / 2;
+        const char *s = v->wsym[v->worder[mid]];
+        int c = strncmp(s, w, len);
+        if (c == 0 && s[len] != '\0')
+            c = 1;
+        if (c == 0)
+            return v->worder[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int avsr_vocab_build_words(avsr_vocab **out, const char *const *texts, int64_t n, avsr_error *err)
+{
+    *out = NULL;
+    if (n < 0 || (n > 0 && !texts))
+        return avsr_error_set(err, AVSR_ERR_INVALID,
+                              "avsr_vocab_build_words: bad text list (n = %lld)", (long long)n);
+    char **all = NULL;
+    size_t na = 0, cap = 0;
+    int rc = -1;
+    for (int64_t t = 0; t < n; t++) {
+        if (!texts[t])
+            continue;
+        char *norm = avsr_vocab_normalize_text(texts[t], strlen(texts[t]), err);
+        if (!norm) {
+            avsr_error_prefix(err, "text %lld: ", (long long)t);
+            goto out;
+        }
+        for (char *w = strtok(norm, " "); w; w = strtok(NULL, " ")) {
+            if (na == cap) {
+                size_t nc = cap ? 2 * cap : 256;
+                char **q = realloc(all, nc * sizeof *q);
+                if (!q) {
+                    free(norm);
+                    AVSR_NOMEM(err, nc * sizeof *q);
+                    goto out;
+                }
+                all = q;
+                cap = nc;
+            }
+            if (!(all[na] = strdup(w))) {
+                free(norm);
+                AVSR_NOMEM(err, strlen(w) + 1);
+                goto out;
+            }
+            na++;
+        }
+        free(norm);
+    }
+    if (na == 0) {
+        avsr_error_set(err, AVSR_ERR_INVALID, "avsr_vocab_build_words: the texts have no words");
+        goto out;
+    }
+    qsort(all, na, sizeof *all, cmp_str);
+    size_t nu = 0;
+    for (size_t i = 0; i < na; i++)
+        if (nu == 0 || strcmp(all[nu - 1], all[i]))
+            all[nu++] = all[i];
+        else
+            free(all[i]);
+    na = nu;
+    if (na > (1u << 22)) {
+        avsr_error_set(err, AVSR_ERR_INVALID, "avsr_vocab_build_words: %zu distinct words is "
+                       "too many", na);
+        goto out;
+    }
+    *out = vocab_from_words((const char *const *)all, (int32_t)na, err);
+    rc = *out ? 0 : -1;
+out:
+    for (size_t i = 0; i < na; i++)
+        free(all[i]);
+    free(all);
+    return rc;
+}
+
+bool avsr_vocab_is_words(const avsr_vocab *v) { return v->words; }
+
+static int64_t encode_words(const avsr_vocab *v, const char *text, size_t len, int32_t *ids,
+                            int64_t cap, avsr_error *err)
+{
+    char *norm = avsr_vocab_normalize_text(text, len, err);
+    if (!norm) {
+        /* the message names avsr_vocab_normalize_text; the caller adds the clip */
+        return -1;
+    }
+    int64_t n = 0;
+    const char *p = norm;
+    while (*p) {
+        const char *e = strchr(p, ' ');
+        size_t wl = e ? (size_t)(e - p) : strlen(p);
+        int32_t id = word_id(v, p, wl);
+        if (id < 0 && v->oov == AVSR_OOV_UNK)
+            id = AVSR_VOCAB_UNK;
+        if (id >= 0) {
+            if (n + 1 > cap) {
+                free(norm);
+                return avsr_error_set(err, AVSR_ERR_INVALID, "avsr_vocab_encode: output buffer "
+                                      "of %lld ids is too small (text of %zu bytes)",
+                                      (long long)cap, len);
+            }
+            ids[n++] = id;
+        }
+        p += wl;
+        if (*p == ' ')
+            p++;
+    }
+    free(norm);
+    return n;
 }
 
 /* Vocabulary from `nc` distinct character code points in id order. */
@@ -263,11 +450,15 @@ void avsr_vocab_set_oov(avsr_vocab *v, int oov) { v->oov = oov == AVSR_OOV_DROP 
 
 const char *avsr_vocab_symbol(const avsr_vocab *v, int32_t id)
 {
-    return id >= 0 && id < v->size ? v->sym[id] : NULL;
+    if (id < 0 || id >= v->size)
+        return NULL;
+    return v->words ? v->wsym[id] : v->sym[id];
 }
 
 int32_t avsr_vocab_id(const avsr_vocab *v, uint32_t c)
 {
+    if (v->words)
+        return -1;
     if (c < 128)
         return v->ascii[c];
     int32_t lo = 0, hi = v->nna - 1;
@@ -287,6 +478,8 @@ int64_t avsr_vocab_encode(const avsr_vocab *v, const char *text, size_t len, int
                           int64_t cap, avsr_error *err)
 {
     const char *fn = "avsr_vocab_encode";
+    if (v->words)
+        return encode_words(v, text, len, ids, cap, err);
     int32_t space = v->ascii[' '];
     int64_t n = 0;
     size_t pos = 0;
@@ -322,6 +515,12 @@ int64_t avsr_vocab_encode(const avsr_vocab *v, const char *text, size_t len, int
 char *avsr_vocab_decode(const avsr_vocab *v, const int32_t *ids, int64_t n, avsr_error *err)
 {
     size_t cap = (size_t)(n > 0 ? n : 0) * SYM_MAX + 1;
+    if (v->words) { /* the words' lengths and a separator each */
+        cap = 1;
+        for (int64_t i = 0; i < n; i++)
+            if (ids[i] >= 0 && ids[i] < v->size)
+                cap += strlen(v->wsym[ids[i]]) + 1;
+    }
     char *out = malloc(cap);
     if (!out) {
         AVSR_NOMEM(err, cap);
@@ -339,8 +538,11 @@ char *avsr_vocab_decode(const avsr_vocab *v, const int32_t *ids, int64_t n, avsr
                            (long long)i, v->size);
             return NULL;
         }
-        size_t l = strlen(v->sym[id]);
-        memcpy(out + o, v->sym[id], l);
+        const char *sym = v->words ? v->wsym[id] : v->sym[id];
+        size_t l = strlen(sym);
+        if (v->words && o > 0)
+            out[o++] = ' ';
+        memcpy(out + o, sym, l);
         o += l;
     }
     out[o] = '\0';
@@ -355,9 +557,9 @@ char *avsr_vocab_to_json(const avsr_vocab *v, avsr_error *err)
     if (!root || !syms)
         goto nomem;
     for (int32_t i = 0; i < v->size; i++)
-        if (json_array_append_new(syms, json_string(v->sym[i])))
+        if (json_array_append_new(syms, json_string(avsr_vocab_symbol(v, i))))
             goto nomem;
-    if (json_object_set_new(root, "type", json_string("char")) ||
+    if (json_object_set_new(root, "type", json_string(v->words ? "word" : "char")) ||
         json_object_set_new(root, "version", json_integer(1)) ||
         json_object_set_new(root, "oov", json_string(v->oov == AVSR_OOV_DROP ? "drop" : "unk")) ||
         json_object_set_new(root, "blank", json_integer(AVSR_VOCAB_BLANK)) ||
@@ -402,11 +604,13 @@ int avsr_vocab_from_json(avsr_vocab **out, const char *json, avsr_error *err)
     uint32_t *cps = NULL;
     json_t *type = json_object_get(root, "type"), *ver = json_object_get(root, "version");
     json_t *oov = json_object_get(root, "oov"), *syms = json_object_get(root, "symbols");
-    if (!json_is_object(root) || !json_is_string(type) || strcmp(json_string_value(type), "char")) {
-        avsr_error_set(err, AVSR_ERR_INVALID, "%s: not a character vocabulary (\"type\": \"char\")",
-                       fn);
+    const char *tn = json_is_string(type) ? json_string_value(type) : "";
+    if (!json_is_object(root) || (strcmp(tn, "char") && strcmp(tn, "word"))) {
+        avsr_error_set(err, AVSR_ERR_INVALID, "%s: not a character or word vocabulary (\"type\": "
+                       "\"char\" or \"word\")", fn);
         goto done;
     }
+    bool words = !strcmp(tn, "word");
     if (!json_is_integer(ver) || json_integer_value(ver) != 1) {
         avsr_error_set(err, AVSR_ERR_INVALID, "%s: unsupported \"version\" (expected 1)", fn);
         goto done;
@@ -444,6 +648,44 @@ int avsr_vocab_from_json(avsr_vocab **out, const char *json, avsr_error *err)
     cps = malloc(size * sizeof *cps);
     if (!cps) {
         AVSR_NOMEM(err, size * sizeof *cps);
+        goto done;
+    }
+    if (words) {
+        const char **w = malloc(size * sizeof *w);
+        if (!w) {
+            AVSR_NOMEM(err, size * sizeof *w);
+            goto done;
+        }
+        for (size_t i = 2; i + 1 < size; i++) {
+            json_t *s = json_array_get(syms, i);
+            const char *t = json_is_string(s) ? json_string_value(s) : NULL;
+            avsr_error e2 = {0};
+            char *norm = t ? avsr_vocab_normalize_text(t, json_string_length(s), &e2) : NULL;
+            bool ok = norm && *norm && !strcmp(norm, t) && !strchr(t, ' ');
+            free(norm);
+            if (!ok) {
+                free(w);
+                avsr_error_set(err, AVSR_ERR_INVALID, "%s: symbol %zu must be one normalised word "
+                               "(upper case, no spaces)", fn, i);
+                goto done;
+            }
+            w[i - 2] = t;
+        }
+        avsr_vocab *v = vocab_from_words(w + 0, (int32_t)(size - 3), err);
+        free(w);
+        if (!v) {
+            avsr_error_prefix(err, "%s: ", fn);
+            goto done;
+        }
+        if (json_int_is(root, "blank", AVSR_VOCAB_BLANK, err) ||
+            json_int_is(root, "unk", AVSR_VOCAB_UNK, err) ||
+            json_int_is(root, "eos", v->size - 1, err)) {
+            avsr_vocab_free(v);
+            goto done;
+        }
+        v->oov = oov_mode;
+        *out = v;
+        rc = 0;
         goto done;
     }
     for (size_t i = 2; i + 1 < size; i++) {

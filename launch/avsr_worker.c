@@ -56,14 +56,14 @@ static int vocab_size(avsr_yaml *y, int *out, avsr_error *err)
     if (avsr_yaml_get_map(y, root, "recipe", "data", false, &data, err) < 0 ||
         avsr_yaml_get_map(y, data, "data", "tokenizer", false, &tok, err) < 0)
         return -1;
-    static const char *const types[] = {"char", "sentencepiece", NULL};
+    static const char *const types[] = {"char", "word", "sentencepiece", NULL};
     const char *type = "char";
     if (avsr_yaml_get_str(y, tok, "data.tokenizer", "type", false, "char", types, &type, err) < 0)
         return -1;
     if (strcmp(type, "char") != 0)
         return avsr_yaml_error(y, avsr_ynode_get(tok, "type"), err,
-                               "data.tokenizer.type: sentencepiece vocabularies are not "
-                               "read by this build; give the size with --vocab N");
+                               "data.tokenizer.type: %s: the vocabulary comes from the data "
+                               "or a model file; give its size with --vocab N", type);
     avsr_vocab *v;
     if (avsr_vocab_default(&v, err) < 0)
         return -1;

@@ -198,7 +198,7 @@ static void test_json_errors(void)
         const char *json, *want;
     } cases[] = {
         {"{\"type\":\"char\",", "avsr_vocab_from_json: line 1 column"},
-        {"{\"type\":\"bpe\",\"version\":1}", "not a character vocabulary"},
+        {"{\"type\":\"bpe\",\"version\":1}", "not a character or word vocabulary"},
         {"{\"type\":\"char\",\"version\":2,\"symbols\":[]}", "unsupported \"version\""},
         {"{\"type\":\"char\",\"version\":1,\"symbols\":[\"<blank>\",\"<unk>\",\"<eos>\"]}",
          "at least 4 strings"},
@@ -229,11 +229,95 @@ static void test_json_errors(void)
     }
 }
 
+/* word vocabularies: built from text, encode/decode, OOV, JSON round trip */
+static void test_words(void)
+{
+    const char *texts[] = {"bin blue at f two now", "SET  RED by A nine\tsoon", "BIN RED AT A ONE NOW",
+                           NULL};
+    avsr_vocab *v = NULL;
+    avsr_error err = {0};
+    int rc = avsr_vocab_build_words(&v, texts, 4, &err);
+    tap_ok(rc == 0 && v && avsr_vocab_is_words(v), "word vocabulary built: %s", err.msg);
+    if (!v)
+        return;
+    /* 12 distinct words, sorted: A AT BIN BLUE BY F NINE NOW ONE RED SET SOON TWO -> 13 */
+    tap_ok(avsr_vocab_size(v) == 16 && !strcmp(avsr_vocab_symbol(v, 2), "A") &&
+               !strcmp(avsr_vocab_symbol(v, 3), "AT") && !strcmp(avsr_vocab_symbol(v, 14), "TWO") &&
+               !strcmp(avsr_vocab_symbol(v, 15), "<eos>") && avsr_vocab_id(v, 'A') == -1,
+           "13 words sorted by byte order between <unk> and <eos> (size %d)", avsr_vocab_size(v));
+    int32_t ids[64];
+    const char *t = "  set blue by f nine soon ";
+    int64_t n = avsr_vocab_encode(v, t, strlen(t), ids, (int64_t)strlen(t), &err);
+    char *back = n == 6 ? avsr_vocab_decode(v, ids, n, &err) : NULL;
+    tap_ok(n == 6 && ids[0] == 12 && ids[5] == 13 && back && !strcmp(back, "SET BLUE BY F NINE SOON"),
+           "encode -> 6 word ids, decode -> '%s'", back ? back : err.msg);
+    free(back);
+    /* blank, <eos> and IGNORE write nothing; words are joined by one space */
+    int32_t mix[] = {0, 4, 0, AVSR_VOCAB_IGNORE, 4, 15, 1};
+    back = avsr_vocab_decode(v, mix, 7, &err);
+    tap_ok(back && !strcmp(back, "BIN BIN <unk>"), "decode skips blank/eos/ignore: '%s'",
+           back ? back : err.msg);
+    free(back);
+    t = "BIN GREEN AT Q";
+    n = avsr_vocab_encode(v, t, strlen(t), ids, 64, &err);
+    tap_ok(n == 4 && ids[1] == AVSR_VOCAB_UNK && ids[3] == AVSR_VOCAB_UNK, "unseen words -> <unk>");
+    avsr_vocab_set_oov(v, AVSR_OOV_DROP);
+    n = avsr_vocab_encode(v, t, strlen(t), ids, 64, &err);
+    tap_ok(n == 2 && ids[0] == 4 && ids[1] == 3, "unseen words dropped with AVSR_OOV_DROP");
+    n = avsr_vocab_encode(v, "BIN\xff", 4, ids, 64, &err);
+    tap_ok(n == -1 && strstr(err.msg, "invalid UTF-8 at byte offset 3"), "bad UTF-8: %s", err.msg);
+    err = (avsr_error){0};
+    n = avsr_vocab_encode(v, "BIN AT A", 8, ids, 2, &err);
+    tap_ok(n == -1 && strstr(err.msg, "output buffer of 2 ids is too small"), "small buffer: %s",
+           err.msg);
+
+    /* JSON round trip */
+    char *js = avsr_vocab_to_json(v, &err);
+    avsr_vocab *w = NULL;
+    rc = js ? avsr_vocab_from_json(&w, js, &err) : -1;
+    bool same = rc == 0 && w && avsr_vocab_is_words(w) && avsr_vocab_size(w) == avsr_vocab_size(v) &&
+                avsr_vocab_oov(w) == AVSR_OOV_DROP;
+    for (int32_t i = 0; same && i < avsr_vocab_size(v); i++)
+        same = !strcmp(avsr_vocab_symbol(v, i), avsr_vocab_symbol(w, i));
+    tap_ok(same && strstr(js, "\"type\":\"word\""), "JSON round trip: %.80s", js ? js : err.msg);
+    free(js);
+    avsr_vocab_free(w);
+    avsr_vocab_free(v);
+
+    /* errors */
+    const char *none[] = {"   ", ""};
+    err = (avsr_error){0};
+    rc = avsr_vocab_build_words(&v, none, 2, &err);
+    tap_ok(rc == -1 && !v && strstr(err.msg, "the texts have no words"), "no words: %s", err.msg);
+    struct {
+        const char *json, *want;
+    } cases[] = {
+        {"{\"type\":\"word\",\"version\":1,\"symbols\":[\"<blank>\",\"<unk>\",\"BIN\",\"AT\","
+         "\"BIN\",\"<eos>\"]}",
+         "duplicate word \"BIN\" at ids 2 and 4"},
+        {"{\"type\":\"word\",\"version\":1,\"symbols\":[\"<blank>\",\"<unk>\",\"bin\",\"<eos>\"]}",
+         "symbol 2 must be one normalised word"},
+        {"{\"type\":\"word\",\"version\":1,\"symbols\":[\"<blank>\",\"<unk>\",\"BIN AT\","
+         "\"<eos>\"]}",
+         "symbol 2 must be one normalised word"},
+        {"{\"type\":\"bpe\",\"version\":1,\"symbols\":[\"<blank>\",\"<unk>\",\"A\",\"<eos>\"]}",
+         "not a character or word vocabulary"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        v = NULL;
+        err = (avsr_error){0};
+        rc = avsr_vocab_from_json(&v, cases[i].json, &err);
+        tap_ok(rc == -1 && !v && strstr(err.msg, cases[i].want), "bad word JSON %zu: %s", i,
+               err.msg);
+    }
+}
+
 int main(void)
 {
     test_default();
     test_utf8_errors();
     test_built();
     test_json_errors();
+    test_words();
     return tap_done();
 }

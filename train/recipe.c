@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "datasets/loader.h"
+#include "datasets/pack_read.h"
 #include "datasets/spm.h"
 #include "dist/coord.h"
 #include "models/builder.h"
@@ -364,10 +365,47 @@ static int read_noise_sources(ld *L, avsr_ynode *data)
     return 0;
 }
 
+/* The word vocabulary of the training shards' transcripts: every rank
+ * reads the same files, so every rank builds the same vocabulary. */
+static int words_from_shards(char **paths, int n, avsr_vocab **out, avsr_error *err)
+{
+    avsr_pack *p = avsr_pack_open((const char *const *)paths, n, err);
+    if (!p)
+        return -1;
+    int64_t nc = avsr_pack_count(p);
+    int rc = -1;
+    char **texts = calloc((size_t)(nc > 0 ? nc : 1), sizeof *texts);
+    if (!texts) {
+        AVSR_NOMEM(err, (size_t)nc * sizeof *texts);
+        goto out;
+    }
+    for (int64_t i = 0; i < nc; i++) {
+        avsr_pack_clip c;
+        if (avsr_pack_clip_info(p, i, &c, err) < 0)
+            goto out;
+        if (!(texts[i] = malloc((size_t)c.text_bytes + 1))) {
+            AVSR_NOMEM(err, (size_t)c.text_bytes + 1);
+            goto out;
+        }
+        if (avsr_pack_read_text(p, i, texts[i], (size_t)c.text_bytes + 1, err) < 0) {
+            avsr_error_prefix(err, "clip %lld (%s): ", (long long)i, c.id);
+            goto out;
+        }
+    }
+    rc = avsr_vocab_build_words(out, (const char *const *)texts, nc, err);
+out:
+    if (texts)
+        for (int64_t i = 0; i < nc; i++)
+            free(texts[i]);
+    free(texts);
+    avsr_pack_close(p);
+    return rc;
+}
+
 static int read_tokenizer(ld *L, avsr_ynode *data)
 {
     avsr_recipe *r = L->r;
-    static const char *const types[] = {"char", "sentencepiece", NULL};
+    static const char *const types[] = {"char", "word", "sentencepiece", NULL};
     const char *w = "data.tokenizer", *type;
     avsr_ynode *tk;
     if (gmap(L, data, "data", "tokenizer", &tk) < 0 ||
@@ -379,6 +417,16 @@ static int read_tokenizer(ld *L, avsr_ynode *data)
             return -1;
         r->vocab_size = avsr_vocab_size(r->vocab);
         return unused(L, tk, w);
+    }
+    if (!strcmp(type, "word")) {
+        r->tokenizer = AVSR_TOKENIZER_WORD;
+        if (unused(L, tk, w) < 0)
+            return -1;
+        avsr_error e = {0};
+        if (words_from_shards(r->train, r->n_train, &r->vocab, &e) < 0)
+            return fail(L, avsr_ynode_get(tk, "type"), "%s.type: word: %s", w, e.msg);
+        r->vocab_size = avsr_vocab_size(r->vocab);
+        return 0;
     }
     r->tokenizer = AVSR_TOKENIZER_SENTENCEPIECE;
     if (!avsr_spm_available())

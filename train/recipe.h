@@ -138,7 +138,8 @@ typedef enum avsr_recipe_search_kind {
 
 typedef enum avsr_recipe_tokenizer {
     AVSR_TOKENIZER_CHAR = 0,         /* avsr_vocab (datasets/tokenizer.h) */
-    AVSR_TOKENIZER_SENTENCEPIECE = 1 /* datasets/spm.h model at spm_model */
+    AVSR_TOKENIZER_SENTENCEPIECE = 1, /* datasets/spm.h model at spm_model */
+    AVSR_TOKENIZER_WORD = 2           /* avsr_vocab of the training transcripts' words */
 } avsr_recipe_tokenizer;
 
 typedef struct avsr_recipe_priv avsr_recipe_priv;
