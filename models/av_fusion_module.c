@@ -212,8 +212,14 @@ int avsr_avfm_init(avsr_avfm *m, avsr_params *p, const char *prefix, const avsr_
                                     err) < 0)
             return -1;
     }
-    return avsr_nn_linear_init(&m->out_proj, p, nm(n, prefix, "fusion_block.out_proj"), D, F, true,
-                               err);
+    if (avsr_nn_linear_init(&m->out_proj, p, nm(n, prefix, "fusion_block.out_proj"), D, F, true,
+                            err) < 0)
+        return -1;
+    /* with the mel skip the module starts as the identity */
+    if (cfg->mel_skip && (avsr_params_set_init(p, m->out_proj.weight, AVSR_INIT_ZEROS, 0, err) < 0 ||
+                          avsr_params_set_init(p, m->out_proj.bias, AVSR_INIT_ZEROS, 0, err) < 0))
+        return -1;
+    return 0;
 }
 
 void avsr_avfm_free(avsr_avfm *m)
@@ -275,17 +281,19 @@ avsr_tensor *avsr_avfm_video_forward(avsr_ctx *ctx, const avsr_avfm *m, avsr_ten
         return avsr_ctx_fail(ctx, "av_fusion_module: video: got %s %s, expected f32 [B, T, H, W]",
                              avsr_dtype_name(video->dtype), avsr_shape_str(video, b1, sizeof b1));
     int64_t B = video->shape[0], T = video->shape[1], H = video->shape[2], W = video->shape[3];
-    /* spatial size before the (1,3,3) average pool: every stage halves
-     * (rounding up) 5 times */
+    /* spatial size before the final average pool: every stage halves
+     * (rounding up) 5 times; the pool then averages all of it (3 x 3 at the
+     * paper's 88 x 88, 2 x 2 at 44 x 44) */
     int64_t h = H, w = W;
     for (int i = 0; i < 5; i++) {
         h = (h + 1) / 2;
         w = (w + 1) / 2;
     }
-    if (h != 3 || w != 3)
+    if (H < 16 || W < 16 || h > 8 || w > 8)
         return avsr_ctx_fail(ctx,
                              "av_fusion_module: video: %lld x %lld frames reach %lld x %lld before "
-                             "the 3 x 3 average pool; expected 3 x 3 (H, W in 65..96, 88 in the paper)",
+                             "the final average pool; expected 16..256 pixels a side (88 in the "
+                             "paper)",
                              (long long)H, (long long)W, (long long)h, (long long)w);
     int64_t s5[5] = {B, 1, T, H, W};
     avsr_tensor *x = avsr_op_reshape(ctx, m->cfg.video_scale == 1.0f ? video : avsr_op_scale(ctx, video, m->cfg.video_scale), 5, s5);
@@ -312,8 +320,8 @@ avsr_tensor *avsr_avfm_video_forward(avsr_ctx *ctx, const avsr_avfm *m, avsr_ten
             x = avsr_op_conv_transpose(ctx, x, u->weight, u->bias, &u->cp); /* T -> 2T */
         }
     }
-    x = avsr_nn_conv_forward(ctx, &m->out_cnn, x); /* [B, F, 4T, 3, 3] */
-    avsr_pool_params ap = {.nsp = 3, .kernel = {1, 3, 3}, .stride = {1, 1, 1}};
+    x = avsr_nn_conv_forward(ctx, &m->out_cnn, x); /* [B, F, 4T, h, w] */
+    avsr_pool_params ap = {.nsp = 3, .kernel = {1, h, w}, .stride = {1, 1, 1}};
     x = avsr_op_avg_pool(ctx, x, &ap); /* [B, F, 4T, 1, 1] */
     if (!x)
         return NULL;
@@ -436,5 +444,6 @@ avsr_tensor *avsr_avfm_forward(avsr_ctx *ctx, const avsr_avfm *m, avsr_tensor *m
     avsr_tensor *a = avsr_avfm_audio_forward(ctx, m, mel);   /* [B, Tm, F] */
     avsr_tensor *v = avsr_avfm_video_forward(ctx, m, video); /* [B, Tm, F] */
     avsr_tensor *y = avsr_avfm_fuse(ctx, m, a, v);           /* [B, Tm, F] */
-    return avsr_op_transpose(ctx, y, 1, 2);                  /* [B, F, Tm] */
+    y = avsr_op_transpose(ctx, y, 1, 2);                     /* [B, F, Tm] */
+    return m->cfg.mel_skip ? avsr_op_add(ctx, y, mel) : y;   /* [B, F, Tm] */
 }

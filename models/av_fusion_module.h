@@ -104,6 +104,10 @@ typedef struct avsr_avfm_cfg {
     float video_scale;    /* the video is multiplied by this first: 1/255 for
                            * raw gray values (the paper); 1 for video the
                            * loader already scaled (the AVSR model) */
+    bool mel_skip;        /* not in the paper (false): output = input mel +
+                           * the fusion block's output, whose projection
+                           * starts at zero, so the module starts as the
+                           * identity and learns a correction */
 } avsr_avfm_cfg;
 
 /* The paper's configuration (the yaml files under configs/ of the original

@@ -301,6 +301,15 @@ static int parse_fusion_module(rd *r, avsr_ynode *f, avsr_avfm_cfg *c)
             c->lip_blocks[k][0] = (int)n2;
             c->lip_blocks[k][1] = (int)n3;
         }
+        /* a list of lists is a container to the getters: record it by hand,
+         * so the model file's configuration rebuilds the same trunk */
+        char js[128];
+        snprintf(js, sizeof js, "[[%d, %d], [%d, %d], [%d, %d], [%d, %d]]", c->lip_blocks[0][0],
+                 c->lip_blocks[0][1], c->lip_blocks[1][0], c->lip_blocks[1][1],
+                 c->lip_blocks[2][0], c->lip_blocks[2][1], c->lip_blocks[3][0],
+                 c->lip_blocks[3][1]);
+        if (avsr_yaml_record_value(r->y, wv, "blocks", AVSR_YV_LIST, js, bl) < 0)
+            return avsr_error_set(r->err, AVSR_ERR_NOMEM, "%s: out of memory", path);
         if (avsr_yaml_check_unused(r->y, vn, wv, r->err) < 0)
             return -1;
     }
@@ -326,7 +335,8 @@ static int parse_fusion_module(rd *r, avsr_ynode *f, avsr_avfm_cfg *c)
         if (avsr_yaml_check_unused(r->y, xn, wx, r->err) < 0)
             return -1;
     }
-    if (get_f(r, f, w, "video_scale", 1.0, 1e-6, 1e3, &c->video_scale) < 0)
+    if (get_f(r, f, w, "video_scale", 1.0, 1e-6, 1e3, &c->video_scale) < 0 ||
+        avsr_yaml_get_bool(r->y, f, w, "mel_skip", false, false, &c->mel_skip, r->err) < 0)
         return -1;
     return avsr_yaml_check_unused(r->y, f, w, r->err);
 }

@@ -270,7 +270,7 @@ static void paper_and_errors(avsr_ctx *ctx)
 
     avfm_cfg(&cfg);
     p = build(&m, &cfg);
-    int64_t sm[3] = {1, 8, 20}, sv[4] = {1, 6, 65, 65}, sv2[4] = {1, 5, 64, 64}, sm2[3] = {1, 7, 20};
+    int64_t sm[3] = {1, 8, 20}, sv[4] = {1, 6, 65, 65}, sv2[4] = {1, 5, 12, 12}, sm2[3] = {1, 7, 20};
     avsr_tensor *mel = tu_rand(3, sm, 1, -1, 1, false), *vid = tu_rand(4, sv, 2, 0, 255, false);
     avsr_tensor *vid2 = tu_rand(4, sv2, 3, 0, 255, false), *mel2 = tu_rand(3, sm2, 4, -1, 1, false);
     tap_ok(!avsr_avfm_forward(ctx, &m, mel, vid) &&
@@ -278,8 +278,9 @@ static void paper_and_errors(avsr_ctx *ctx)
            "mel frames != 4 x video frames is rejected: %s", avsr_ctx_errmsg(ctx));
     avsr_ctx_clear_error(ctx);
     tap_ok(!avsr_avfm_forward(ctx, &m, mel, vid2) &&
-               strstr(avsr_ctx_errmsg(ctx), "64 x 64 frames reach 2 x 2 before the 3 x 3 average pool"),
-           "64 x 64 frames are rejected: %s", avsr_ctx_errmsg(ctx));
+               strstr(avsr_ctx_errmsg(ctx), "12 x 12 frames reach 1 x 1 before the final average pool; "
+                                            "expected 16..256 pixels a side"),
+           "12 x 12 frames are rejected: %s", avsr_ctx_errmsg(ctx));
     avsr_ctx_clear_error(ctx);
     tap_ok(!avsr_avfm_audio_forward(ctx, &m, mel2) &&
                strstr(avsr_ctx_errmsg(ctx), "mel: got F32 [1, 7, 20], expected f32 [B, 8, Tm]"),
@@ -341,6 +342,50 @@ static void video_scale(avsr_ctx *ctx)
     avsr_params_destroy(p);
 }
 
+/* mel_skip: the module starts as the identity (out_proj at zero), and with
+ * the same parameters its output is the plain module's plus the input mel */
+static void mel_skip(avsr_ctx *ctx)
+{
+    avsr_avfm m1, m2;
+    avsr_avfm_cfg c1, c2;
+    avsr_avfm_cfg_default(&c1);
+    tap_ok(!c1.mel_skip, "mel_skip is off by default (the paper has none)");
+    avfm_cfg(&c1);
+    c1.video_scale = 1.0f;
+    c2 = c1;
+    c1.mel_skip = true;
+    avsr_params *p1 = build(&m1, &c1), *p2 = build(&m2, &c2);
+    int64_t sm[3] = {2, 8, 24}, sv[4] = {2, 6, 44, 44};
+    avsr_tensor *mel = tu_rand(3, sm, 41, -1, 1, false), *vid = tu_rand(4, sv, 42, -1, 1, false);
+    avsr_ctx_set_training(ctx, false);
+    avsr_ctx_set_grad(ctx, false);
+    avsr_tensor *y = avsr_avfm_forward(ctx, &m1, mel, vid);
+    bool same = y && avsr_shape_equal(y, mel);
+    for (int64_t i = 0; same && i < y->numel; i++)
+        same = avsr_f32(y)[i] == avsr_f32(mel)[i];
+    tap_ok(same, "mel_skip at initialisation: output == input mel (44 x 44 lips)");
+    avsr_ctx_reset(ctx);
+    memcpy(avsr_params_data(p1), avsr_params_data(p2),
+           sizeof(float) * (size_t)avsr_params_flat_size(p2));
+    avsr_tensor *ys = avsr_avfm_forward(ctx, &m1, mel, vid);
+    avsr_tensor *yp = avsr_avfm_forward(ctx, &m2, mel, vid);
+    double d = ys && yp ? 0 : INFINITY, amax = 0;
+    for (int64_t i = 0; ys && yp && i < ys->numel; i++) {
+        d = fmax(d, fabs(avsr_f32(ys)[i] - avsr_f32(yp)[i] - avsr_f32(mel)[i]));
+        amax = fmax(amax, fabs(avsr_f32(yp)[i]));
+    }
+    tap_ok(d <= 1e-6 * (1 + amax) && amax > 0.01,
+           "mel_skip: output = plain module's + mel with the same parameters (max diff %.2e)", d);
+    avsr_ctx_reset(ctx);
+    avsr_ctx_set_grad(ctx, true);
+    avsr_avfm_free(&m1);
+    avsr_avfm_free(&m2);
+    avsr_params_destroy(p1);
+    avsr_params_destroy(p2);
+    avsr_tensor_free(mel);
+    avsr_tensor_free(vid);
+}
+
 int main(void)
 {
     avsr_ctx *ctx = tu_ctx();
@@ -354,6 +399,7 @@ int main(void)
     gradcheck(ctx);
     paper_and_errors(ctx);
     video_scale(ctx);
+    mel_skip(ctx);
     avsr_ctx_destroy(ctx);
     return tap_done();
 }
