@@ -263,7 +263,7 @@ static int rec_put(recbuf *b, int64_t clip, double score, const char *text, avsr
 static int model_check(const avsr_model *m, const avsr_eval_point *p, const char *path,
                        avsr_error *err)
 {
-    bool v = m->cfg.use_video, a = m->cfg.audio != AVSR_AUDIO_NONE;
+    bool v = m->cfg.use_video || m->cfg.use_fusion_module, a = m->cfg.audio != AVSR_AUDIO_NONE;
     bool need_v = p->modality != AVSR_MODALITY_AUDIO, need_a = p->modality != AVSR_MODALITY_VIDEO;
     if ((need_v && !v) || (need_a && !a)) {
         char spec[AVSR_EVAL_POINT_NAME_MAX];
@@ -299,6 +299,15 @@ static int run_local(avsr_ctx *ctx, const avsr_model_file *mf, const avsr_recog_
     c.eval_noise.snr_db = p->noise == AVSR_NOISE_NONE ? INFINITY : p->snr_db;
     c.threads = d->loader_threads > 0 ? d->loader_threads : 1;
     c.clean_audio = false;
+    /* An ASR2AVSR model (fusion module) always takes both streams: the
+     * point's missing modality is fed as zeros (the loader zeroes it after
+     * normalisation, as modality dropout does in training). Other models
+     * get no tensor for it and handle the absence themselves. */
+    bool fm = mf->model->cfg.use_fusion_module;
+    if (fm) {
+        c.augment.drop_audio = p->modality == AVSR_MODALITY_VIDEO;
+        c.augment.drop_video = p->modality == AVSR_MODALITY_AUDIO;
+    }
     avsr_loader *l = avsr_loader_open(&c, err);
     if (!l)
         return -1;
@@ -307,7 +316,8 @@ static int run_local(avsr_ctx *ctx, const avsr_model_file *mf, const avsr_recog_
     int64_t cap = 0;
     if (avsr_loader_start(l, 0, rank, world, 0, err) < 0)
         goto out;
-    bool use_v = p->modality != AVSR_MODALITY_AUDIO, use_a = p->modality != AVSR_MODALITY_VIDEO;
+    bool use_v = fm || p->modality != AVSR_MODALITY_AUDIO;
+    bool use_a = fm || p->modality != AVSR_MODALITY_VIDEO;
     avsr_batch *b;
     int r;
     while ((r = avsr_loader_next(l, &b, err)) == 1) {

@@ -98,6 +98,7 @@ typedef struct opts {
     int beam;         /* 0 = default */
     double ctc_weight, length_bonus; /* NAN = default */
     int roi;
+    int crop; /* model file's preprocess video_crop; 0: none recorded */
     double mean, std;
     bool audio_norm;
     int threads;
@@ -118,6 +119,8 @@ static void model_preprocess(const char *path, opts *o)
     json_t *v;
     if ((v = json_object_get(j, "video_roi")) && json_is_integer(v) && !(o->given & GIVEN_ROI))
         o->roi = (int)json_integer_value(v);
+    if ((v = json_object_get(j, "video_crop")) && json_is_integer(v))
+        o->crop = (int)json_integer_value(v);
     if ((v = json_object_get(j, "video_mean")) && json_is_number(v) && !(o->given & GIVEN_MEAN))
         o->mean = json_number_value(v);
     if ((v = json_object_get(j, "video_std")) && json_is_number(v) && !(o->given & GIVEN_STD))
@@ -141,7 +144,10 @@ static int transcribe(avsr_ctx *ctx, const avsr_model_file *mf, const avsr_recog
                       const opts *o, const char *path, transcript *out, avsr_error *err)
 {
     const avsr_model *m = mf->model;
-    bool mv = m->cfg.use_video, ma = m->cfg.audio != AVSR_AUDIO_NONE;
+    /* an ASR2AVSR model (fusion module) takes both streams: a missing one is
+     * fed as zeros, as avsr-eval does */
+    bool fm = m->cfg.use_fusion_module;
+    bool mv = m->cfg.use_video || fm, ma = m->cfg.audio != AVSR_AUDIO_NONE;
     bool want_v = mv && (o->modality < 0 || o->modality != AVSR_MODALITY_AUDIO);
     bool want_a = ma && (o->modality < 0 || o->modality != AVSR_MODALITY_VIDEO);
     int forced = o->modality >= 0 ? AVSR_DECODE_REQUIRED : AVSR_DECODE_IF_PRESENT;
@@ -152,7 +158,7 @@ static int transcribe(avsr_ctx *ctx, const avsr_model_file *mf, const avsr_recog
     if (avsr_decode_file(path, &d, &med, err) < 0)
         return -1;
     out->decode_s = now_s() - t0;
-    int crop = m->cfg.video.roi > 0 ? m->cfg.video.roi : o->roi;
+    int crop = m->cfg.video.roi > 0 ? m->cfg.video.roi : o->crop > 0 ? o->crop : o->roi;
     bool has_v = med.video != NULL && med.frames > 0, has_a = med.audio != NULL && med.samples > 0;
     int rc = -1;
     float *vout = NULL, *aout = NULL;
@@ -170,16 +176,18 @@ static int transcribe(avsr_ctx *ctx, const avsr_model_file *mf, const avsr_recog
         goto out;
     }
     int64_t ns = F * AVSR_PACK_SAMPLES_PER_FRAME;
-    if (has_a) { /* cut or pad to the frames, as avsr-pack does */
+    if (has_a || fm) { /* cut or pad to the frames, as avsr-pack does */
         audio = calloc((size_t)ns, sizeof *audio);
         aout = malloc(sizeof *aout * (size_t)ns);
         if (!audio || !aout) {
             AVSR_NOMEM(err, sizeof *aout * (size_t)ns);
             goto out;
         }
-        memcpy(audio, med.audio, sizeof *audio * (size_t)(med.samples < ns ? med.samples : ns));
+        if (has_a)
+            memcpy(audio, med.audio,
+                   sizeof *audio * (size_t)(med.samples < ns ? med.samples : ns));
     }
-    if (has_v && !(vout = malloc(sizeof *vout * (size_t)F * (size_t)crop * (size_t)crop))) {
+    if ((has_v || fm) && !(vout = malloc(sizeof *vout * (size_t)F * (size_t)crop * (size_t)crop))) {
         AVSR_NOMEM(err, sizeof *vout * (size_t)F * (size_t)crop * (size_t)crop);
         goto out;
     }
@@ -189,16 +197,20 @@ static int transcribe(avsr_ctx *ctx, const avsr_model_file *mf, const avsr_recog
     ac.video_mean = (float)o->mean;
     ac.video_std = (float)o->std;
     ac.audio_norm = o->audio_norm;
+    ac.drop_audio = fm && !has_a;
+    ac.drop_video = fm && !has_v;
     avsr_aug_key key = {0, 0, 0};
+    if (fm && !has_v)
+        memset(vout, 0, sizeof *vout * (size_t)F * (size_t)crop * (size_t)crop);
     if (avsr_augment_sample(&ac, &key, has_v ? med.video : NULL, F, o->roi, o->roi, vout,
-                            audio, has_a ? ns : 0, aout, NULL, NULL, err) < 0) {
+                            audio, has_a || fm ? ns : 0, aout, NULL, NULL, err) < 0) {
         avsr_error_prefix(err, "%s: ", path);
         goto out;
     }
     int64_t sv[4] = {1, F, crop, crop}, sa[2] = {1, ns};
     avsr_model_input in = {.B = 1, .lengths = &F};
-    in.video = has_v ? avsr_tensor_wrap(ctx, AVSR_F32, 4, sv, vout) : NULL;
-    in.audio = has_a ? avsr_tensor_wrap(ctx, AVSR_F32, 2, sa, aout) : NULL;
+    in.video = has_v || fm ? avsr_tensor_wrap(ctx, AVSR_F32, 4, sv, vout) : NULL;
+    in.audio = has_a || fm ? avsr_tensor_wrap(ctx, AVSR_F32, 2, sa, aout) : NULL;
     avsr_recog_timing tm;
     if (avsr_recognize(ctx, m, mf->vocab, ro, &in, &out->r, &tm, err) < 0) {
         avsr_error_prefix(err, "%s: ", path);
@@ -261,7 +273,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    opts o = {false, -1, -1, 0, NAN, NAN, AVSR_PACK_DEFAULT_ROI, AVSR_PACK_VIDEO_MEAN,
+    opts o = {false, -1, -1, 0, NAN, NAN, AVSR_PACK_DEFAULT_ROI, 0, AVSR_PACK_VIDEO_MEAN,
               AVSR_PACK_VIDEO_STD, true, 0, 0};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {

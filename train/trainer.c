@@ -579,9 +579,9 @@ static int save(trainer *t, const valid_result *v, avsr_error *err)
         char prep[256];
         const avsr_augment_config *ea = &t->r->eval_augment;
         snprintf(prep, sizeof prep,
-                 "{\"video_roi\": %d, \"video_mean\": %.9g, \"video_std\": %.9g, "
-                 "\"audio_normalize\": %s}",
-                 t->r->video_roi, (double)ea->video_mean, (double)ea->video_std,
+                 "{\"video_roi\": %d, \"video_crop\": %d, \"video_mean\": %.9g, "
+                 "\"video_std\": %.9g, \"audio_normalize\": %s}",
+                 t->r->video_roi, ea->crop_h, (double)ea->video_mean, (double)ea->video_std,
                  ea->audio_norm ? "true" : "false");
         avsr_kv meta[1] = {{"preprocess", prep}};
         info.meta = meta;
