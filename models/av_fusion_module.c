@@ -419,6 +419,8 @@ avsr_tensor *avsr_avfm_fuse(avsr_ctx *ctx, const avsr_avfm *m, avsr_tensor *audi
         const avsr_avfm_layer *y = &m->layers[l];
         avsr_tensor *vw = n > 1 ? windows(ctx, value, w, n) : value; /* [B*n, w, D] */
         avsr_tensor *x = avsr_op_add(ctx, mha(ctx, y, qw, vw, m->cfg.heads, D), vw);
+        if (m->cfg.query_residual)
+            x = avsr_op_add(ctx, x, qw); /* [B*n, w, D] */
         x = avsr_nn_layer_norm_forward(ctx, &y->ln1, x);
         x = avsr_op_add(ctx, avsr_nn_linear_forward(ctx, &y->ff, x), x);
         x = avsr_nn_layer_norm_forward(ctx, &y->ln2, x);

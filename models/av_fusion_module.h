@@ -108,6 +108,11 @@ typedef struct avsr_avfm_cfg {
                            * the fusion block's output, whose projection
                            * starts at zero, so the module starts as the
                            * identity and learns a correction */
+    bool query_residual;  /* not in the paper (false): each fusion layer adds
+                           * the video queries to its residual too, so the
+                           * output depends on the lips when the audio is
+                           * silent (with the value residual alone, constant
+                           * audio values make it nearly constant) */
 } avsr_avfm_cfg;
 
 /* The paper's configuration (the yaml files under configs/ of the original

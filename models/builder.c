@@ -332,7 +332,9 @@ static int parse_fusion_module(rd *r, avsr_ynode *f, avsr_avfm_cfg *c)
                                    "(windows overlap by half and are stitched by quarters)",
                                    wx, (long long)v);
         c->window = (int)v;
-        if (avsr_yaml_check_unused(r->y, xn, wx, r->err) < 0)
+        if (avsr_yaml_get_bool(r->y, xn, wx, "query_residual", false, false, &c->query_residual,
+                               r->err) < 0 ||
+            avsr_yaml_check_unused(r->y, xn, wx, r->err) < 0)
             return -1;
     }
     if (get_f(r, f, w, "video_scale", 1.0, 1e-6, 1e3, &c->video_scale) < 0 ||

@@ -231,10 +231,54 @@ static void gradcheck(avsr_ctx *ctx)
      * differences with eps 1e-3 in float32 give ~1e-3 relative noise */
     tu_gc_opts o = {.eps = 1e-3, .atol = 3e-3, .rtol = 3e-2};
     tu_gradcheck("fuse L=9 window 4 (5 windows, padding)", ctx, gc_fn, NULL, 2, in, &o);
+    avsr_avfm_free(&gc_m);
+    avsr_params_destroy(p);
+    cfg.query_residual = true;
+    p = build(&gc_m, &cfg);
+    tu_gradcheck("fuse with query_residual", ctx, gc_fn, NULL, 2, in, &o);
     avsr_tensor_free(in[0]);
     avsr_tensor_free(in[1]);
     avsr_avfm_free(&gc_m);
     avsr_params_destroy(p);
+}
+
+/* query_residual: with a constant audio stream (silence) the value-residual
+ * block's output barely depends on the lips (only through the paper's head
+ * split, a reshape without transpose that mixes slices of the constant
+ * values); with the query residual it follows them */
+static void query_residual(avsr_ctx *ctx)
+{
+    avsr_avfm_cfg cfg;
+    win_cfg(&cfg);
+    cfg.n_mels = 3;
+    cfg.d_model = 4;
+    cfg.heads = 2;
+    cfg.layers = 2;
+    cfg.window = 4;
+    int64_t s[3] = {1, 8, 3};
+    avsr_tensor *a = tu_rand(3, s, 51, 0, 0, false); /* constant (zero) audio */
+    avsr_tensor *v1 = tu_rand(3, s, 52, -1, 1, false), *v2 = tu_rand(3, s, 53, -1, 1, false);
+    avsr_ctx_set_training(ctx, false);
+    avsr_ctx_set_grad(ctx, false);
+    double diff[2] = {0, 0};
+    for (int q = 0; q < 2; q++) {
+        avsr_avfm m;
+        cfg.query_residual = q == 1;
+        avsr_params *p = build(&m, &cfg);
+        avsr_tensor *y1 = avsr_avfm_fuse(ctx, &m, a, v1), *y2 = avsr_avfm_fuse(ctx, &m, a, v2);
+        for (int64_t i = 0; y1 && y2 && i < y1->numel; i++)
+            diff[q] = fmax(diff[q], fabs(avsr_f32(y1)[i] - avsr_f32(y2)[i]));
+        avsr_ctx_reset(ctx);
+        avsr_avfm_free(&m);
+        avsr_params_destroy(p);
+    }
+    tap_ok(diff[1] > 0.1 && diff[1] > 20 * diff[0],
+           "silent audio: two videos give outputs %.1e apart with the value residual only, %.2f "
+           "apart with query_residual", diff[0], diff[1]);
+    avsr_ctx_set_grad(ctx, true);
+    avsr_tensor_free(a);
+    avsr_tensor_free(v1);
+    avsr_tensor_free(v2);
 }
 
 static void paper_and_errors(avsr_ctx *ctx)
@@ -400,6 +444,7 @@ int main(void)
     paper_and_errors(ctx);
     video_scale(ctx);
     mel_skip(ctx);
+    query_residual(ctx);
     avsr_ctx_destroy(ctx);
     return tap_done();
 }
