@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch peer of bench/bench_model.c: one training step (forward, hybrid
 CTC/attention loss, backward, AdamW step) of the whole AV model on a fixed
-batch, for the "demo" model (recipes/demo.yaml sizes) and a "base" model
+batch, for the "demo" model (recipes/demo-joint.yaml sizes) and a "base" model
 (two Conformers 12 x 256, ResNet-18 width 64 at 88 x 88, ResNet1D width 64,
 concat+MLP fusion hidden 1024, 6-layer decoder), vocabulary 41, training
 mode, dropout 0, no padding. The model is the Auto-AVSR AV replica of

@@ -13,7 +13,7 @@
 #      48x48 (demo) and 96x96 (base), and the babble noise pack, as
 #      tests/test_train_learn.sh makes them.
 #   2. Recipes bench/train-tp/{demo,base}.yaml: the demo model, data
-#      settings and augmentation of recipes/demo.yaml (dropout 0.1, modality
+#      settings and augmentation of recipes/demo-joint.yaml (dropout 0.1, modality
 #      dropout 0.25, noise/crop/flip/time masks); "base" = the "base" of
 #      bench/torch_models.py (Conformer 12x256, 4 heads, ffn 1024, kernel 31;
 #      ResNet-18 width 64 at 88x88 from the 96x96 pack; ResNet1D width 64;
@@ -22,7 +22,7 @@
 #      stage end (the recipe cannot turn that one off), batching buckets 5
 #      (the corpus has only 360 training clips: with the usual 50 buckets
 #      most batches would be a bucket's remainder of a few clips). Demo:
-#      max_frames 1600 (as recipes/demo.yaml); base: max_frames 240, i.e. 4
+#      max_frames 1600 (as recipes/demo-joint.yaml); base: max_frames 240, i.e. 4
 #      clips of up to 60 frames, 2 per rank with -np 2 (a base
 #      step at 1600 frames would take ~20 s and some 40 GB of activations).
 #   3. ROUNDS rounds (default 2); in each, for every model and layout, one

@@ -158,7 +158,11 @@ static int transcribe(avsr_ctx *ctx, const avsr_model_file *mf, const avsr_recog
     if (avsr_decode_file(path, &d, &med, err) < 0)
         return -1;
     out->decode_s = now_s() - t0;
-    int crop = m->cfg.video.roi > 0 ? m->cfg.video.roi : o->crop > 0 ? o->crop : o->roi;
+    /* the visual frontend's input size; a fusion module takes the crop the
+     * model was trained with (preprocess metadata) */
+    int crop = m->cfg.use_video && m->cfg.video.roi > 0 ? m->cfg.video.roi
+               : o->crop > 0                             ? o->crop
+                                                         : o->roi;
     bool has_v = med.video != NULL && med.frames > 0, has_a = med.audio != NULL && med.samples > 0;
     int rc = -1;
     float *vout = NULL, *aout = NULL;

@@ -2,14 +2,14 @@
  * demo size. Eight demo-corpus utterances rendered in memory
  * (avsr_synth_make_clip: espeak-ng audio and mouth video; fixed random
  * inputs when the speech engine is not available) are overfitted with
- * AdamW by the model of recipes/demo.yaml: video ResNet width 16 at ROI 88
+ * AdamW by the model of recipes/demo-joint.yaml: video ResNet width 16 at ROI 88
  * (the 96x96 frames centre-cropped, as the loader does at evaluation), audio
  * ResNet1D width 16, late concat+MLP fusion (hidden 256), 4-layer Conformer
  * d=144, 1-layer decoder, char vocabulary, ctc_weight 0.3, label smoothing
- * 0.1: 4,960,082 parameters, checked equal to the count of demo.yaml's
+ * 0.1: 4,960,082 parameters, checked equal to the count of demo-joint.yaml's
  * model section. The only changes are the regularisers, which work against
  * overfitting 8 clips: dropout 0 (encoder, decoder, CTC input) and
- * modality_dropout 0 (demo.yaml: 0.1 and 0.25).
+ * modality_dropout 0 (demo-joint.yaml: 0.1 and 0.25).
  *
  * Bound: the CTC loss (sum over the utterance, averaged over the 8) must
  * fall below 0.5 -- near zero: about 0.02 nats per character, from ~129 at
@@ -40,7 +40,7 @@
 #define MAX_STEPS 40
 #define BOUND 0.5
 
-/* recipes/demo.yaml's model section with dropout 0 and modality_dropout 0 */
+/* recipes/demo-joint.yaml's model section with dropout 0 and modality_dropout 0 */
 static const char *MODEL_YAML =
     "model:\n"
     "  video: {width: 16, depth: [1, 1, 1, 1], roi: 88}\n"
@@ -170,16 +170,16 @@ int main(int argc, char **argv)
         avsr_params_finalize(p, &err) < 0 || avsr_params_init(p, 1, &err) < 0)
         tap_bail("build: %s", err.msg);
     tap_diag("model: %lld parameters", (long long)avsr_params_numel(p));
-    /* the same sizes as recipes/demo.yaml */
-    avsr_yaml *dy = avsr_yaml_load_file(tu_srcpath("recipes/demo.yaml"), &err);
+    /* the same sizes as recipes/demo-joint.yaml */
+    avsr_yaml *dy = avsr_yaml_load_file(tu_srcpath("recipes/demo-joint.yaml"), &err);
     avsr_params *dp = avsr_params_create();
     avsr_model *dm = NULL;
     if (!dy || avsr_model_build(dy, avsr_ynode_get(avsr_yaml_root(dy), "model"),
                                 avsr_vocab_size(voc), &dm, dp, &err) < 0)
-        tap_bail("recipes/demo.yaml: %s", err.msg);
+        tap_bail("recipes/demo-joint.yaml: %s", err.msg);
     tap_ok(avsr_params_numel(dp) == avsr_params_numel(p) &&
                avsr_params_count(dp) == avsr_params_count(p),
-           "the model has recipes/demo.yaml's sizes (%lld parameters in %d tensors)",
+           "the model has recipes/demo-joint.yaml's sizes (%lld parameters in %d tensors)",
            (long long)avsr_params_numel(dp), avsr_params_count(dp));
     avsr_model_free(dm);
     avsr_params_destroy(dp);

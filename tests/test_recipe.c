@@ -144,11 +144,11 @@ static void test_demo(const char *demo_path)
 {
     avsr_error err = {0};
     avsr_recipe *r = avsr_recipe_load(demo_path, &err);
-    if (!tap_ok(r != NULL, "recipes/demo.yaml loads %s", err.msg))
+    if (!tap_ok(r != NULL, "recipes/demo-joint.yaml loads %s", err.msg))
         return;
-    tap_ok(!strcmp(r->name, "demo") && !strcmp(r->exp_dir, "exp/demo") && r->seed == 1234 &&
+    tap_ok(!strcmp(r->name, "demo-joint") && !strcmp(r->exp_dir, "exp/demo-joint") && r->seed == 1234 &&
                !r->cuda && r->ranks == 2 && !strcmp(r->threads, "auto") &&
-               r->ckpt_every_steps == 200 && r->keep_last == 5 && r->keep_best == 5 &&
+               r->ckpt_every_steps == 50 && r->keep_last == 5 && r->keep_best == 5 &&
                r->max_nonfinite == 10 && r->log_every_steps == 10 && r->watchdog_s == 600,
            "demo: run section");
     tap_ok(r->n_train == 1 && !strcmp(r->train[0], "data/demo/train.h5") && r->n_valid == 1 &&
@@ -187,7 +187,7 @@ static void test_demo(const char *demo_path)
                s->optim.beta2 == 0.98 && s->optim.weight_decay == 0.03 && s->optim.eps == 1e-8 &&
                s->sched.type == AVSR_LRSCHED_COSINE && s->sched.lr == 1e-3 &&
                s->sched.warmup_steps == 60 && s->sched.total_steps == 0 &&
-               s->warmup_epochs == 0 && s->clip_grad_norm == 5 && s->epochs == 12 &&
+               s->warmup_epochs == 0 && s->clip_grad_norm == 5 && s->epochs == 3 &&
                s->steps == 0 && s->accum == 1 && s->valid_every_steps == 0 &&
                !s->early_stop_metric,
            "demo: optimizer, schedule (total_steps left to the trainer), length");
@@ -203,14 +203,14 @@ static void test_demo(const char *demo_path)
                r->att_beam.pre_beam_ratio == 1.5,
            "demo: eval.search -> attention beam options");
     tap_ok(r->n_sweep_noise == 2 && r->sweep_noise[0] == AVSR_NOISE_BABBLE &&
-               r->sweep_noise[1] == AVSR_NOISE_WHITE && r->n_sweep_snr == 3 &&
-               isinf(r->sweep_snr[0]) && r->sweep_snr[1] == 5 && r->sweep_snr[2] == -5 &&
+               r->sweep_noise[1] == AVSR_NOISE_WHITE && r->n_sweep_snr == 6 &&
+               isinf(r->sweep_snr[0]) && r->sweep_snr[1] == 10 && r->sweep_snr[5] == -10 &&
                r->n_sweep_modality == 3 && r->sweep_modality[0] == AVSR_MODALITY_AUDIO &&
                r->sweep_modality[2] == AVSR_MODALITY_AUDIOVISUAL,
            "demo: eval.sweep");
 
     /* resolved form */
-    tap_ok(kv_is(r, "name", "demo") && kv_is(r, "run.seed", "1234") &&
+    tap_ok(kv_is(r, "name", "demo-joint") && kv_is(r, "run.seed", "1234") &&
                kv_is(r, "run.max_nonfinite", "10") &&
                kv_is(r, "data.train", "[\"data/demo/train.h5\"]") &&
                kv_is(r, "data.noise.babble.from", "[\"data/demo/noise-babble.h5\"]") &&
@@ -221,7 +221,7 @@ static void test_demo(const char *demo_path)
                kv_is(r, "stages.0.train", "[\"*\"]") && kv_is(r, "stages.0.init", "none") &&
                kv_is(r, "stages.0.batching.max_frames", "1600") &&
                kv_is(r, "augment.noise.snr_db.max", "20") &&
-               kv_is(r, "eval.sweep.snr_db", "[\"clean\", 5, -5]") &&
+               kv_is(r, "eval.sweep.snr_db", "[\"clean\", 10, 5, 0, -5, -10]") &&
                kv_is(r, "average.last", "5"),
            "demo: flattened keys with given and default values");
     bool order = r->n_resolved > 100 && !strcmp(r->resolved[0].key, "name") &&
@@ -249,7 +249,7 @@ static void test_demo(const char *demo_path)
     char dir[64];
     tap_ok(avsr_recipe_stage_index(r, "train") == 0 && avsr_recipe_stage_index(r, "x") == -1 &&
                avsr_recipe_stage_dir(r, 0, dir, sizeof dir) == 0 &&
-               !strcmp(dir, "exp/demo/train") && avsr_recipe_stage_dir(r, 0, dir, 8) == -1 &&
+               !strcmp(dir, "exp/demo-joint/train") && avsr_recipe_stage_dir(r, 0, dir, 8) == -1 &&
                avsr_recipe_stage_dir(r, 1, dir, sizeof dir) == -1,
            "stage_index, stage_dir (too small a buffer and a bad index fail)");
 
@@ -609,11 +609,45 @@ static void test_bad(void)
            "a missing recipe file: %s", err.msg);
 }
 
+/* recipes/demo.yaml: the quick-start demo's four ASR2AVSR stages; its model
+ * (a fusion module with a non-default video trunk) survives the resolved
+ * JSON that model files carry */
+static void test_demo_asr2avsr(const char *path)
+{
+    avsr_error err = {0};
+    avsr_recipe *r = avsr_recipe_load(path, &err);
+    if (!tap_ok(r != NULL, "recipes/demo.yaml loads %s", err.msg))
+        return;
+    static const char *const names[] = {"asr_pretrain", "pretrain_fusion", "finetune_fusion",
+                                        "full_finetune"};
+    bool ok = r->n_stages == 4 && !strcmp(r->name, "demo") && !strcmp(r->exp_dir, "exp/demo");
+    for (int i = 0; ok && i < 4; i++)
+        ok = !strcmp(r->stages[i].name, names[i]) &&
+             r->stages[i].augment.modality_prob == (i == 0 ? 0.0 : 0.3);
+    tap_ok(ok, "demo: 4 stages in order; modality dropout 0.3 in stages 1-3 only");
+    const avsr_recipe_stage *s0 = &r->stages[0], *s1 = &r->stages[1], *s2 = &r->stages[2];
+    tap_ok(ok && s0->audio_in == AVSR_IN_AUDIO_CLEAN && s0->video_in == AVSR_IN_VIDEO_NONE &&
+               s1->teacher.kind == AVSR_SRC_STAGE && s1->teacher.stage == 0 &&
+               s1->losses.mel_l1 == 1 && s1->losses.enc_l1 == 2 && s1->n_freeze == 3 &&
+               s2->teacher.kind == AVSR_SRC_STAGE && s2->teacher.stage == 0 &&
+               s2->dec_target == AVSR_DEC_TARGET_TEACHER && s2->losses.dec_ce == 2 &&
+               r->stages[3].losses.hybrid == 1 && r->stages[3].n_train == 1,
+           "demo: stage 0 clean audio only; teacher asr_pretrain from stage 1 on; losses");
+    tap_ok(r->n_sweep_snr == 6 && r->n_sweep_noise == 2 && r->n_sweep_modality == 3 &&
+               r->average_last == 3,
+           "demo: sweep 2 noises x 6 SNRs x 3 modalities, average of the last 3");
+    tap_ok(kv_is(r, "model.fusion_module.video_cnn.blocks", "[[1, 0], [1, 0], [1, 0], [1, 0]]"),
+           "demo: the video trunk's blocks (a list of lists) are in the resolved keys");
+    check_model_json(r, "demo (ASR2AVSR)");
+    avsr_recipe_free(r);
+}
+
 int main(void)
 {
-    char demo[PATH_MAX], aa[PATH_MAX];
-    if (!realpath(tu_srcpath("recipes/demo.yaml"), demo) ||
-        !realpath(tu_srcpath("recipes/auto-avsr-lrs3.yaml"), aa))
+    char demo[PATH_MAX], aa[PATH_MAX], demo2[PATH_MAX];
+    if (!realpath(tu_srcpath("recipes/demo-joint.yaml"), demo) ||
+        !realpath(tu_srcpath("recipes/auto-avsr-lrs3.yaml"), aa) ||
+        !realpath(tu_srcpath("recipes/demo.yaml"), demo2))
         tap_bail("recipes/ not found under $srcdir");
     snprintf(tmpdir, sizeof tmpdir, "/tmp/avsr-test-recipe-XXXXXX");
     if (!mkdtemp(tmpdir) || chdir(tmpdir) != 0)
@@ -628,6 +662,7 @@ int main(void)
         touch(files[i]);
 
     test_demo(demo);
+    test_demo_asr2avsr(demo2);
     test_auto_avsr(aa);
     test_stages();
     test_bad();

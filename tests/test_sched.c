@@ -1,5 +1,5 @@
 /* test_sched: the scheduler's library (sched/): plan checks with their exact
- * messages and the JSON round trip, the plan of recipes/demo.yaml, and the
+ * messages and the JSON round trip, the plan of recipes/demo-joint.yaml, and the
  * DAG engine on the local backend with real processes (sh -c jobs that
  * append to a file, so every execution is counted): a failing job retried
  * and then succeeding, the retry limit and a fresh budget on re-run, exit 75
@@ -161,20 +161,20 @@ static void test_recipe_plan(void)
     touch("data/demo/test.h5");
     touch("data/demo/noise-babble.h5");
     avsr_error err = {0};
-    avsr_recipe *r = avsr_recipe_load(tu_srcpath("recipes/demo.yaml"), &err);
+    avsr_recipe *r = avsr_recipe_load(tu_srcpath("recipes/demo-joint.yaml"), &err);
     if (!r) {
-        tap_ok(false, "recipes/demo.yaml loads: %s", err.msg);
+        tap_ok(false, "recipes/demo-joint.yaml loads: %s", err.msg);
         return;
     }
     avsr_sched_plan *p = avsr_sched_plan_from_recipe(r, 2, &err);
-    tap_ok(p != NULL, "plan of recipes/demo.yaml%s%s", p ? "" : ": ", p ? "" : err.msg);
+    tap_ok(p != NULL, "plan of recipes/demo-joint.yaml%s%s", p ? "" : ": ", p ? "" : err.msg);
     if (!p) {
         avsr_recipe_free(r);
         return;
     }
-    /* train, average, 11 points (audio 1 + 2 noises x 2 SNRs, video 1,
-     * audiovisual 5), report */
-    tap_ok(p->n_jobs == 14, "14 jobs (got %d)", p->n_jobs);
+    /* train, average, 23 points (audio 1 + 2 noises x 5 SNRs, video 1,
+     * audiovisual 11), report */
+    tap_ok(p->n_jobs == 26, "26 jobs (got %d)", p->n_jobs);
     const avsr_sched_job *t = &p->jobs[0];
     tap_ok(!strcmp(t->name, "train.train") && t->ranks == 2 && t->mpi && t->argc == 4 &&
                !strcmp(t->argv[0], "avsr-worker") && !strcmp(t->argv[1], r->path) &&
@@ -184,23 +184,29 @@ static void test_recipe_plan(void)
     const avsr_sched_job *a = &p->jobs[1];
     tap_ok(!strcmp(a->name, "average") && a->argc == 6 && !strcmp(a->argv[0], "avsr-avg") &&
                !strcmp(a->argv[1], "--last") && !strcmp(a->argv[2], "5") &&
-               !strcmp(a->argv[3], "exp/demo/train/ckpt") && !strcmp(a->argv[4], "-o") &&
-               !strcmp(a->argv[5], "exp/demo/avg/model.safetensors") && a->n_deps == 1 &&
+               !strcmp(a->argv[3], "exp/demo-joint/train/ckpt") && !strcmp(a->argv[4], "-o") &&
+               !strcmp(a->argv[5], "exp/demo-joint/avg/model.safetensors") && a->n_deps == 1 &&
                !strcmp(a->deps[0], "train.train") && !a->mpi,
-           "average job: avsr-avg --last 5 exp/demo/train/ckpt -o exp/demo/avg/model.safetensors");
-    static const char *const want[] = {
-        "audio:none:clean",       "audio:babble:5",         "audio:babble:-5",
-        "audio:white:5",          "audio:white:-5",         "video:none:clean",
-        "audiovisual:none:clean", "audiovisual:babble:5",   "audiovisual:babble:-5",
-        "audiovisual:white:5",    "audiovisual:white:-5"};
-    const int nw = (int)(sizeof want / sizeof want[0]);
+           "average job: avsr-avg --last 5 exp/demo-joint/train/ckpt -o exp/demo-joint/avg/model.safetensors");
+    /* modality, then noise (none first), then SNR (clean, then descending) */
+    char want[23][40];
+    int nw = 0;
+    static const char *const mods[] = {"audio", "video", "audiovisual"};
+    static const char *const noises[] = {"babble", "white"};
+    static const char *const snrs[] = {"10", "5", "0", "-5", "-10"};
+    for (int m = 0; m < 3; m++) {
+        snprintf(want[nw++], sizeof want[0], "%s:none:clean", mods[m]);
+        for (int n = 0; m != 1 && n < 2; n++)
+            for (int k = 0; k < 5; k++)
+                snprintf(want[nw++], sizeof want[0], "%s:%s:%s", mods[m], noises[n], snrs[k]);
+    }
     bool pts = p->n_jobs == nw + 3;
     for (int i = 0; pts && i < nw; i++) {
         const avsr_sched_job *e = &p->jobs[2 + i];
         char name[160], result[200], mod[32], noise[32], snr[32];
         sscanf(want[i], "%31[^:]:%31[^:]:%31s", mod, noise, snr);
         snprintf(name, sizeof name, "eval.%s.%s.%s", mod, noise, snr);
-        snprintf(result, sizeof result, "exp/demo/eval/points/%s-%s-%s.json", mod, noise, snr);
+        snprintf(result, sizeof result, "exp/demo-joint/eval/points/%s-%s-%s.json", mod, noise, snr);
         pts = !strcmp(e->name, name) && !strcmp(e->kind, "eval") && e->point &&
               !strcmp(e->point, want[i]) && e->argc == 4 && !strcmp(e->argv[0], "avsr-eval") &&
               !strcmp(e->argv[2], "--point") && !strcmp(e->argv[3], want[i]) && e->ranks == 2 &&
@@ -210,7 +216,7 @@ static void test_recipe_plan(void)
             tap_diag("job %d: %s (%s), expected %s", 2 + i, e->name, e->point ? e->point : "-",
                      want[i]);
     }
-    tap_ok(pts, "11 sweep points in eval/sweep.h's order, an array group, after average");
+    tap_ok(pts, "23 sweep points in eval/sweep.h's order, an array group, after average");
     const avsr_sched_job *rep = &p->jobs[p->n_jobs - 1];
     tap_ok(!strcmp(rep->name, "report") && rep->argc == 3 && !strcmp(rep->argv[1], "report") &&
                rep->n_deps == nw,

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_train_equiv.sh: world-size independence of training. The demo model
-# (recipes/demo.yaml's model: section at 28x28 lips, the tiny corpus's size;
+# (recipes/demo-joint.yaml's model: section at 28x28 lips, the tiny corpus's size;
 # BatchNorm, dropout, modality dropout, noise and video augmentation on)
 # trained 5 steps with -np 1 and with -np 2 on the same global batches:
 #  - AdamW (the demo recipe's optimizer): per-step losses equal within 1e-5
@@ -24,7 +24,7 @@ for opt in adamw sgd; do
     for np in 1 2; do
         tiny_recipe $opt$np.yaml exp-$opt$np "    steps: 5"
         # the demo recipe's model instead of the tiny one
-        sed -n '/^model:/,/^augment:/p' "$S/recipes/demo.yaml" | sed '$d' \
+        sed -n '/^model:/,/^augment:/p' "$S/recipes/demo-joint.yaml" | sed '$d' \
             | sed 's/^    roi: 44.*/    roi: 28/' > model.yaml
         sed -i -e '/^model:/,/^augment:/{/^augment:/!d}' -e '/^augment:/e cat model.yaml' \
             $opt$np.yaml

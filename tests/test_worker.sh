@@ -10,7 +10,7 @@ T=$(mktemp -d) || exit 1
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$W" --summary "$S/recipes/demo.yaml" > "$T/out" 2> "$T/err" || fail "demo summary: $(cat "$T/err")"
+"$W" --summary "$S/recipes/demo-joint.yaml" > "$T/out" 2> "$T/err" || fail "demo summary: $(cat "$T/err")"
 grep -q '^| total ' "$T/out" || fail "no total row"
 for m in "visual frontend" "audio frontend" "fusion" "encoder" "decoder" "ctc"; do
     grep -q "^| $m " "$T/out" || fail "no row for $m"
@@ -37,17 +37,17 @@ grep -q -- '--summary' "$T/help" || fail "--help text"
 mkdir -p "$T/data/demo"
 for f in train valid test noise-babble; do : > "$T/data/demo/$f.h5"; done
 SA=$(cd "$S" && pwd)
-( cd "$T" && "$W" --check "$SA/recipes/demo.yaml" ) > "$T/resolved" 2> "$T/err" \
+( cd "$T" && "$W" --check "$SA/recipes/demo-joint.yaml" ) > "$T/resolved" 2> "$T/err" \
     || fail "--check demo: $(cat "$T/err")"
 grep -q '^# hash: [0-9a-f]\{16\}$' "$T/resolved" || fail "--check: no hash line"
 grep -q 'max_nonfinite: 10  # default' "$T/resolved" || fail "--check: defaults not filled in"
-line=$(grep -n '^    dim: 144' "$S/recipes/demo.yaml" | head -n 1 | cut -d: -f1)
-sed "${line}s/dim:/dimm:/" "$S/recipes/demo.yaml" > "$T/bad2.yaml"
+line=$(grep -n '^    dim: 144' "$S/recipes/demo-joint.yaml" | head -n 1 | cut -d: -f1)
+sed "${line}s/dim:/dimm:/" "$S/recipes/demo-joint.yaml" > "$T/bad2.yaml"
 ( cd "$T" && "$W" --check bad2.yaml ) > /dev/null 2> "$T/err"
 [ $? -eq 2 ] || fail "--check of a bad recipe must exit 2"
 grep -q "bad2.yaml:$line:5: model.encoder: unknown key 'dimm'" "$T/err" \
     || fail "--check message: $(cat "$T/err")"
-"$W" --frobnicate "$S/recipes/demo.yaml" > /dev/null 2> "$T/err"
+"$W" --frobnicate "$S/recipes/demo-joint.yaml" > /dev/null 2> "$T/err"
 [ $? -eq 2 ] || fail "unknown option must exit 2"
 grep -q "unknown or incomplete argument '--frobnicate'" "$T/err" || fail "unknown option message: $(cat "$T/err")"
 echo "PASS: avsr-worker summary and check modes"
