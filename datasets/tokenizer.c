@@ -18,7 +18,7 @@ struct avsr_vocab {
     uint32_t *na_cp;       /* [nna] sorted non-ASCII code points */
     int32_t *na_id;        /* [nna] their ids */
     int oov;
-    /* word vocabularies (AVSR_VOCAB_WORD): one normalised word per id */
+    /* word vocabularies (avsr_vocab_build_words): one normalised word per id */
     bool words;
     char **wsym;     /* [size] symbol text (specials included) */
     int32_t *worder; /* [size - 3] word ids sorted by their text (strcmp) */
@@ -159,11 +159,14 @@ void avsr_vocab_free(avsr_vocab *v)
 
 /* ---- word vocabularies ---------------------------------------------------- */
 
-static const avsr_vocab *g_sort_vocab; /* qsort has no context argument */
+typedef struct word_at {
+    const char *w;
+    int32_t id;
+} word_at;
 
-static int cmp_word_ids(const void *a, const void *b)
+static int cmp_word_at(const void *a, const void *b)
 {
-    return strcmp(g_sort_vocab->wsym[*(const int32_t *)a], g_sort_vocab->wsym[*(const int32_t *)b]);
+    return strcmp(((const word_at *)a)->w, ((const word_at *)b)->w);
 }
 
 /* Word vocabulary from `nw` words in id order (copied). Duplicates are
@@ -191,10 +194,15 @@ static avsr_vocab *vocab_from_words(const char *const *w, int32_t nw, avsr_error
     for (int32_t i = 0; i < size; i++)
         if (!v->wsym[i])
             goto nomem;
-    /* one thread at a time builds vocabularies (recipe load, model load) */
-    g_sort_vocab = v;
-    qsort(v->worder, (size_t)nw, sizeof *v->worder, cmp_word_ids);
-    g_sort_vocab = NULL;
+    word_at *at = malloc(((size_t)nw + 1) * sizeof *at);
+    if (!at)
+        goto nomem;
+    for (int32_t k = 0; k < nw; k++)
+        at[k] = (word_at){v->wsym[k + 2], k + 2};
+    qsort(at, (size_t)nw, sizeof *at, cmp_word_at);
+    for (int32_t k = 0; k < nw; k++)
+        v->worder[k] = at[k].id;
+    free(at);
     for (int32_t k = 1; k < nw; k++)
         if (!strcmp(v->wsym[v->worder[k - 1]], v->wsym[v->worder[k]])) {
             int32_t a = v->worder[k - 1], b = v->worder[k];
@@ -252,7 +260,10 @@ int avsr_vocab_build_words(avsr_vocab **out, const char *const *texts, int64_t n
             avsr_error_prefix(err, "text %lld: ", (long long)t);
             goto out;
         }
-        for (char *w = strtok(norm, " "); w; w = strtok(NULL, " ")) {
+        /* normalised: words separated by single spaces */
+        for (char *w = *norm ? norm : NULL, *e; w; w = e ? e + 1 : NULL) {
+            if ((e = strchr(w, ' ')))
+                *e = '\0';
             if (na == cap) {
                 size_t nc = cap ? 2 * cap : 256;
                 char **q = realloc(all, nc * sizeof *q);
