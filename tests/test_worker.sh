@@ -22,7 +22,7 @@ grep -q 'vocabulary 41' "$T/out" || fail "char vocabulary is not 41"
 grep -q '^| total            |     443,977,138 |' "$T/full" || fail "full total: $(cat "$T/full")"
 
 "$W" --summary "$S/recipes/auto-avsr-lrs3.yaml" > /dev/null 2> "$T/err" && fail "sentencepiece without --vocab"
-grep -q 'auto-avsr-lrs3.yaml:.*data.tokenizer.type: sentencepiece vocabularies are not read' "$T/err" \
+grep -q 'auto-avsr-lrs3.yaml:.*data.tokenizer.type: sentencepiece: the vocabulary comes from the data or a model file; give its size with --vocab N' "$T/err" \
     || fail "sentencepiece message: $(cat "$T/err")"
 
 printf 'data: {tokenizer: {type: char}}\nmodel:\n  video: {width: 8}\n  encoder: {dimm: 64}\n' > "$T/bad.yaml"
