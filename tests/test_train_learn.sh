@@ -1,15 +1,15 @@
 #!/bin/sh
 # test_train_learn.sh: does the joint demo recipe learn? (make check-learning; run
-# by .ci/run, not by make check: it takes about 10 minutes on 2 cores.)
+# by .ci/run, not by make check: it takes 3-4 minutes on 2 cores.)
 # The default avsr-synth corpus (18 training speakers x 20 clips, unseen
 # validation speakers), packed at 48x48 as scripts/demo.sh does, trained
 # with recipes/demo-joint.yaml unchanged except its paths and its length (12
 # epochs over these 360 clips; the demo's corpus is 4.7 times larger) on 2
 # ranks. Asserted:
 #   - the training loss of the last 10 steps is below 0.4 x the first 10
-#     steps' (seen: 108 -> 21);
-#   - the final validation WER (greedy CTC) is below 0.75 (seen: 0.60,
-#     CER 0.29, from 1.00 after the first epoch).
+#     steps' (seen: 102 -> 16);
+#   - the final validation WER (greedy CTC) is below 0.35 (seen: 0.164,
+#     CER 0.043, from 0.997 after the first epoch; 191 s of training).
 . "${srcdir:-.}/tests/train_env.sh"
 S=$(cd "${srcdir:-.}" && pwd)
 DD="$B/tests/demo-data"
@@ -43,6 +43,6 @@ wer=$(grep '"kind":"valid"' exp/train/metrics.jsonl | tail -n 1 | sed 's/.*"vali
 echo "# training loss: first 10 steps $first, last 10 steps $last; final validation WER $wer"
 status=0
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.4 * a) }' || { echo "FAIL: the loss did not fall below 0.4 x its start"; status=1; }
-awk -v w="$wer" 'BEGIN { exit !(w < 0.75) }' || { echo "FAIL: validation WER $wer is not below 0.75"; status=1; }
-[ $status -eq 0 ] && echo "PASS: the demo recipe learns (WER $wer < 0.75)"
+awk -v w="$wer" 'BEGIN { exit !(w < 0.35) }' || { echo "FAIL: validation WER $wer is not below 0.35"; status=1; }
+[ $status -eq 0 ] && echo "PASS: the joint demo recipe learns (WER $wer < 0.35)"
 exit $status
