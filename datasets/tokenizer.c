@@ -613,6 +613,7 @@ int avsr_vocab_from_json(avsr_vocab **out, const char *json, avsr_error *err)
                               je.column, je.text);
     int rc = -1;
     uint32_t *cps = NULL;
+    avsr_vocab *v = NULL;
     json_t *type = json_object_get(root, "type"), *ver = json_object_get(root, "version");
     json_t *oov = json_object_get(root, "oov"), *syms = json_object_get(root, "symbols");
     const char *tn = json_is_string(type) ? json_string_value(type) : "";
@@ -682,22 +683,13 @@ int avsr_vocab_from_json(avsr_vocab **out, const char *json, avsr_error *err)
             }
             w[i - 2] = t;
         }
-        avsr_vocab *v = vocab_from_words(w + 0, (int32_t)(size - 3), err);
+        v = vocab_from_words(w, (int32_t)(size - 3), err);
         free(w);
         if (!v) {
             avsr_error_prefix(err, "%s: ", fn);
             goto done;
         }
-        if (json_int_is(root, "blank", AVSR_VOCAB_BLANK, err) ||
-            json_int_is(root, "unk", AVSR_VOCAB_UNK, err) ||
-            json_int_is(root, "eos", v->size - 1, err)) {
-            avsr_vocab_free(v);
-            goto done;
-        }
-        v->oov = oov_mode;
-        *out = v;
-        rc = 0;
-        goto done;
+        goto layout;
     }
     for (size_t i = 2; i + 1 < size; i++) {
         json_t *s = json_array_get(syms, i);
@@ -712,7 +704,7 @@ int avsr_vocab_from_json(avsr_vocab **out, const char *json, avsr_error *err)
         }
         cps[i - 2] = c;
     }
-    avsr_vocab *v = vocab_from_cps(cps, (int32_t)(size - 3), err);
+    v = vocab_from_cps(cps, (int32_t)(size - 3), err);
     if (!v)
         goto done;
     /* duplicates: a later id overwrote an earlier one in the lookup */
@@ -724,6 +716,7 @@ int avsr_vocab_from_json(avsr_vocab **out, const char *json, avsr_error *err)
             avsr_vocab_free(v);
             goto done;
         }
+layout:
     if (json_int_is(root, "blank", AVSR_VOCAB_BLANK, err) ||
         json_int_is(root, "unk", AVSR_VOCAB_UNK, err) ||
         json_int_is(root, "eos", v->size - 1, err)) {

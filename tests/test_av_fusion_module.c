@@ -209,6 +209,17 @@ static void whole(avsr_ctx *ctx, avsr_st *st, const char *c, int window)
  * (padded to 12, 5 windows), gradients of both inputs */
 static avsr_avfm gc_m;
 
+/* a small fusion block: 3 mel bins, width 4, 2 heads, 2 layers, window 4 */
+static void small_fuse_cfg(avsr_avfm_cfg *cfg)
+{
+    win_cfg(cfg);
+    cfg->n_mels = 3;
+    cfg->d_model = 4;
+    cfg->heads = 2;
+    cfg->layers = 2;
+    cfg->window = 4;
+}
+
 static avsr_tensor *gc_fn(avsr_ctx *ctx, avsr_tensor **in, void *user)
 {
     (void)user;
@@ -218,12 +229,7 @@ static avsr_tensor *gc_fn(avsr_ctx *ctx, avsr_tensor **in, void *user)
 static void gradcheck(avsr_ctx *ctx)
 {
     avsr_avfm_cfg cfg;
-    win_cfg(&cfg);
-    cfg.n_mels = 3;
-    cfg.d_model = 4;
-    cfg.heads = 2;
-    cfg.layers = 2;
-    cfg.window = 4;
+    small_fuse_cfg(&cfg);
     avsr_params *p = build(&gc_m, &cfg);
     int64_t s[3] = {2, 9, 3};
     avsr_tensor *in[2] = {tu_rand(3, s, 31, -1, 1, true), tu_rand(3, s, 32, -1, 1, true)};
@@ -249,12 +255,7 @@ static void gradcheck(avsr_ctx *ctx)
 static void query_residual(avsr_ctx *ctx)
 {
     avsr_avfm_cfg cfg;
-    win_cfg(&cfg);
-    cfg.n_mels = 3;
-    cfg.d_model = 4;
-    cfg.heads = 2;
-    cfg.layers = 2;
-    cfg.window = 4;
+    small_fuse_cfg(&cfg);
     int64_t s[3] = {1, 8, 3};
     avsr_tensor *a = tu_rand(3, s, 51, 0, 0, false); /* constant (zero) audio */
     avsr_tensor *v1 = tu_rand(3, s, 52, -1, 1, false), *v2 = tu_rand(3, s, 53, -1, 1, false);
