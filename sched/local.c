@@ -18,27 +18,6 @@
 
 #define EXIT_PREEMPTED 75
 
-static void say(const avsr_sched_opts *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void say(const avsr_sched_opts *o, const char *fmt, ...)
-{
-    if (!o->log)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("avsr-sched: ", o->log);
-    vfprintf(o->log, fmt, ap);
-    fputc('\n', o->log);
-    fflush(o->log);
-    va_end(ap);
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL); /* a signal ends it early: the loop looks at the stop flag */
-}
-
 /* <log without .log>.exit */
 static void exit_path(const char *log, char *buf, size_t size)
 {
@@ -294,7 +273,7 @@ static int start_job(runner *R, avsr_sched_row *r, avsr_error *err)
     char boot[64];
     avsr_sched_proc_boot_id(boot, sizeof boot);
     for (int i = 0; i < 1000 && avsr_sched_proc_start_time(pid, &t) < 0; i++)
-        sleep_s(0.001);
+        avsr_sched_sleep(0.001);
     r->cur.pid = (long)pid;
     r->cur.pid_start = t;
     free(r->cur.boot_id);
@@ -313,7 +292,7 @@ static int start_job(runner *R, avsr_sched_row *r, avsr_error *err)
     }
     close(go[1]); /* without the byte, the monitor records "unstarted" */
     if (rc == 0)
-        say(R->o, "%s: started (attempt %d, %d rank%s): %s", r->def.name, r->cur.n,
+        avsr_sched_say(R->o->log, "%s: started (attempt %d, %d rank%s): %s", r->def.name, r->cur.n,
             r->def.ranks, r->def.ranks == 1 ? "" : "s", log);
     return rc;
 }
@@ -329,7 +308,7 @@ static void kill_group(long pgid, double grace)
     kill(-(pid_t)pgid, SIGTERM);
     double t0 = avsr_sched_state_now();
     while (kill(-(pid_t)pgid, 0) == 0 && avsr_sched_state_now() - t0 < grace)
-        sleep_s(0.05);
+        avsr_sched_sleep(0.05);
     if (kill(-(pid_t)pgid, 0) == 0)
         kill(-(pid_t)pgid, SIGKILL);
 }
@@ -341,7 +320,7 @@ static void report_end(const avsr_sched_opts *o, const avsr_sched_row *r,
                        : r->state == AVSR_SCHED_FAILED    ? "failed: retry limit reached"
                        : r->state == AVSR_SCHED_CANCELLED ? "cancelled"
                                                           : "requeued";
-    say(o, "%s: attempt %d %s (%s, failures %d, requeues %d): %s; log %s", r->def.name, r->cur.n,
+    avsr_sched_say(o->log, "%s: attempt %d %s (%s, failures %d, requeues %d): %s; log %s", r->def.name, r->cur.n,
         avsr_sched_outcome_name(out), status && *status ? status : "no exit status",
         r->failures, r->requeues, next, r->cur.log_path ? r->cur.log_path : "-");
 }
@@ -423,11 +402,11 @@ int avsr_sched_local_collect(avsr_sched_db *db, const avsr_sched_opts *o, bool s
             continue;
         if (avsr_sched_proc_same((pid_t)r->cur.pid, r->cur.pid_start, r->cur.boot_id)) {
             if (r->def.mpi) {
-                say(o, "%s: stopping (SIGUSR1 to mpirun, which passes it to the ranks)",
+                avsr_sched_say(o->log, "%s: stopping (SIGUSR1 to mpirun, which passes it to the ranks)",
                     r->def.name);
                 kill((pid_t)r->cur.pid, SIGUSR1);
             } else {
-                say(o, "%s: stopping (SIGTERM to its process group)", r->def.name);
+                avsr_sched_say(o->log, "%s: stopping (SIGTERM to its process group)", r->def.name);
                 kill(-(pid_t)r->cur.pid, SIGTERM);
             }
             left++;
@@ -454,13 +433,13 @@ int avsr_sched_local_collect(avsr_sched_db *db, const avsr_sched_opts *o, bool s
         if (!killed && waited > o->grace_s) {
             for (int i = 0; i < n; i++)
                 if (rows[i].active && strcmp(rows[i].cur.backend, "local") == 0) {
-                    say(o, "%s: still running after %.0f s: SIGKILL", rows[i].def.name,
+                    avsr_sched_say(o->log, "%s: still running after %.0f s: SIGKILL", rows[i].def.name,
                         o->grace_s);
                     kill(-(pid_t)rows[i].cur.pid, SIGKILL);
                 }
             killed = true;
         }
-        sleep_s(0.05);
+        avsr_sched_sleep(0.05);
     }
     avsr_sched_state_rows_free(rows, n);
     return rc;
@@ -514,7 +493,7 @@ int avsr_sched_local_run(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error
         if (rows[i].active && strcmp(rows[i].cur.backend, "local") == 0 &&
             avsr_sched_proc_same((pid_t)rows[i].cur.pid, rows[i].cur.pid_start,
                                  rows[i].cur.boot_id))
-            say(o, "%s: attempt %d still running from an earlier scheduler (monitor pid %ld): "
+            avsr_sched_say(o->log, "%s: attempt %d still running from an earlier scheduler (monitor pid %ld): "
                    "adopted", rows[i].def.name, rows[i].cur.n, rows[i].cur.pid);
     avsr_sched_state_rows_free(rows, n);
     rows = NULL;
@@ -523,12 +502,12 @@ int avsr_sched_local_run(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error
         return -1;
     if (need_mpi && !(R.mpirun = avsr_sched_proc_mpirun(&R.mpirun_argc, err)))
         return -1;
-    say(o, "local backend: %d slot%s, retries %d", slots, slots == 1 ? "" : "s",
+    avsr_sched_say(o->log, "local backend: %d slot%s, retries %d", slots, slots == 1 ? "" : "s",
         o->limits.retries);
 
     for (;;) {
         if (o->stop && *o->stop) {
-            say(o, "stopping: running jobs are stopped and requeued");
+            avsr_sched_say(o->log, "stopping: running jobs are stopped and requeued");
             rc = avsr_sched_local_collect(db, o, true, AVSR_SCHED_OUT_INTERRUPTED, err);
             break;
         }
@@ -570,7 +549,7 @@ int avsr_sched_local_run(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error
         }
         if (running == 0 && started == 0)
             break; /* everything done, or the rest waits on failed jobs */
-        sleep_s(poll);
+        avsr_sched_sleep(poll);
     }
     avsr_sched_proc_free_argv(R.mpirun);
     return rc;

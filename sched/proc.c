@@ -4,6 +4,7 @@
 #include "sched/proc.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -366,4 +368,23 @@ char *avsr_sched_proc_shell_quote(const char *s)
     *o++ = '\'';
     *o = '\0';
     return q;
+}
+
+void avsr_sched_say(FILE *log, const char *fmt, ...)
+{
+    if (!log)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("avsr-sched: ", log);
+    vfprintf(log, fmt, ap);
+    fputc('\n', log);
+    fflush(log);
+    va_end(ap);
+}
+
+void avsr_sched_sleep(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
 }

@@ -9,12 +9,14 @@
  * - the MPI launcher: $MPIRUN (words split on blanks; default "mpirun") with
  *   --oversubscribe --bind-to none, and --allow-run-as-root when root;
  * - running a helper command (sbatch, squeue, ...) and capturing its output;
- * - quoting words for a POSIX shell (rendered Slurm scripts).
+ * - quoting words for a POSIX shell (rendered Slurm scripts);
+ * - the backends' progress lines and their poll sleep.
  * Nothing here uses system(): commands are argv vectors given to execvp. */
 #ifndef AVSR_SCHED_PROC_H
 #define AVSR_SCHED_PROC_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "error.h"
@@ -48,6 +50,13 @@ int avsr_sched_proc_capture(char *const argv[], char **out, char **errout, int *
 
 /* s quoted for a POSIX shell ('...' with ' as '\''); malloc'd. */
 char *avsr_sched_proc_shell_quote(const char *s);
+
+/* One progress line "avsr-sched: <text>\n" on log (flushed); nothing when
+ * log is NULL. */
+void avsr_sched_say(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sleep s seconds; a signal ends it early (the loops look at their stop
+ * flags). */
+void avsr_sched_sleep(double s);
 
 #ifdef __cplusplus
 }

@@ -95,27 +95,6 @@ static void sb_quoted(sbuf *b, const char *s)
     free(q);
 }
 
-static void say(const avsr_sched_opts *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void say(const avsr_sched_opts *o, const char *fmt, ...)
-{
-    if (!o->log)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("avsr-sched: ", o->log);
-    vfprintf(o->log, fmt, ap);
-    fputc('\n', o->log);
-    fflush(o->log);
-    va_end(ap);
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
 static bool has_file(const char *dir, const char *name)
 {
     char p[PATH_MAX];
@@ -687,7 +666,7 @@ static int submit(sl *S, avsr_sched_row *rows, int n, avsr_sched_row **m, int nm
         r->cur.submitted = avsr_sched_state_now();
         if (avsr_sched_state_update(S->db, r, err) < 0)
             return -1;
-        say(S->o, "%s: submitted as Slurm job %s (attempt %d%s%s)", r->def.name, sid, r->cur.n,
+        avsr_sched_say(S->o->log, "%s: submitted as Slurm job %s (attempt %d%s%s)", r->def.name, sid, r->cur.n,
             *dep ? ", " : "", dep);
     }
     return 0;
@@ -805,7 +784,7 @@ static int finish(sl *S, avsr_sched_row *r, const qent *q, avsr_error *err)
                        : r->state == AVSR_SCHED_FAILED    ? "failed: retry limit reached"
                        : r->state == AVSR_SCHED_CANCELLED ? "cancelled"
                                                           : "to be resubmitted";
-    say(S->o, "%s: Slurm job %s %s (%s, failures %d, requeues %d): %s; log %s", r->def.name,
+    avsr_sched_say(S->o->log, "%s: Slurm job %s %s (%s, failures %d, requeues %d): %s; log %s", r->def.name,
         r->cur.slurm_id, avsr_sched_outcome_name(out), status, r->failures, r->requeues, next,
         r->cur.log_path);
     return 0;
@@ -842,7 +821,7 @@ static int recover_starting(sl *S, avsr_sched_row *rows, int n, avsr_error *err)
             r->cur.submitted = avsr_sched_state_now();
             if (!r->cur.slurm_id || avsr_sched_state_update(S->db, r, err) < 0)
                 return r->cur.slurm_id ? -1 : AVSR_NOMEM(err, 64);
-            say(S->o, "%s: found its submission %s (Slurm job %s)", r->def.name,
+            avsr_sched_say(S->o->log, "%s: found its submission %s (Slurm job %s)", r->def.name,
                 r->cur.slurm_name, want);
         } else {
             if (avsr_sched_state_end(S->db, r, AVSR_SCHED_OUT_INTERRUPTED, NULL, &S->o->limits,
@@ -872,7 +851,7 @@ static int poll_once(sl *S, avsr_sched_row *rows, int n, avsr_error *err)
             read_markers(S, r, &final, &n75);
             if (n75 + (final == 75 ? 1 : 0) > r->cur.requeues) {
                 int add = n75 + (final == 75 ? 1 : 0) - r->cur.requeues;
-                say(S->o, "%s: Slurm job %s preempted (exit 75) and requeued", r->def.name,
+                avsr_sched_say(S->o->log, "%s: Slurm job %s preempted (exit 75) and requeued", r->def.name,
                     r->cur.slurm_id);
                 rc = avsr_sched_state_add_requeues(S->db, r, add, err);
             }
@@ -882,7 +861,7 @@ static int poll_once(sl *S, avsr_sched_row *rows, int n, avsr_error *err)
             if (rc == 0 && want != r->cur.state) {
                 r->cur.state = want;
                 if (want == AVSR_SCHED_ATT_RUNNING)
-                    say(S->o, "%s: Slurm job %s running", r->def.name, r->cur.slurm_id);
+                    avsr_sched_say(S->o->log, "%s: Slurm job %s running", r->def.name, r->cur.slurm_id);
                 rc = avsr_sched_state_update(S->db, r, err);
             }
             continue;
@@ -928,11 +907,11 @@ static int repoint_one(sl *S, avsr_sched_row *rows, avsr_sched_row *r,
         if (r->dep_rows[d] >= 0 && doomed[r->dep_rows[d]])
             blocked = true;
     if (blocked) {
-        say(S->o, "%s: a dependency failed: Slurm job %s cancelled, the job stays pending",
+        avsr_sched_say(S->o->log, "%s: a dependency failed: Slurm job %s cancelled, the job stays pending",
             r->def.name, r->cur.slurm_id);
         avsr_error e2 = {0};
         if (scancel(r->cur.slurm_id, &e2) < 0)
-            say(S->o, "%s", e2.msg);
+            avsr_sched_say(S->o->log, "%s", e2.msg);
         if (avsr_sched_state_end(S->db, r, AVSR_SCHED_OUT_INTERRUPTED,
                                  "dependency failed", &S->o->limits, err) < 0)
             return -1;
@@ -984,7 +963,7 @@ static int repoint_one(sl *S, avsr_sched_row *rows, avsr_sched_row *r,
             free(dep.s);
             return -1;
         }
-        say(S->o, "%s: Slurm job %s re-pointed: dependency %s", r->def.name,
+        avsr_sched_say(S->o->log, "%s: Slurm job %s re-pointed: dependency %s", r->def.name,
             r->cur.slurm_id, *want ? want : "(none)");
         free(r->cur.dependency);
         r->cur.dependency = *want ? strdup(want) : NULL;
@@ -1035,7 +1014,7 @@ int avsr_sched_slurm_run(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error
         return -1;
     }
     double poll = o->poll_s > 0 ? o->poll_s : 5.0;
-    say(o, "Slurm backend: template %s/%s, launcher %s, retries %d", S.tmpl_path, TEMPLATE,
+    avsr_sched_say(o->log, "Slurm backend: template %s/%s, launcher %s, retries %d", S.tmpl_path, TEMPLATE,
         o->launcher ? o->launcher : "srun", o->limits.retries);
     int rc = 0;
     for (;;) {
@@ -1054,19 +1033,19 @@ int avsr_sched_slurm_run(avsr_sched_db *db, const avsr_sched_opts *o, avsr_error
         if (rc < 0)
             break;
         if (o->detach) {
-            say(o, "detached: the jobs run under Slurm; `avsr-sched run` again watches them "
+            avsr_sched_say(o->log, "detached: the jobs run under Slurm; `avsr-sched run` again watches them "
                    "(retries), `avsr-sched status` shows them");
             break;
         }
         if (active == 0)
             break;
         if (o->stop && *o->stop) {
-            say(o, "stopped watching: the Slurm jobs keep running; `avsr-sched run` again "
+            avsr_sched_say(o->log, "stopped watching: the Slurm jobs keep running; `avsr-sched run` again "
                    "continues");
             break;
         }
         for (double t = 0; t < poll && !(o->stop && *o->stop); t += 0.1)
-            sleep_s(0.1);
+            avsr_sched_sleep(0.1);
     }
     sl_free(&S);
     return rc;
@@ -1086,9 +1065,9 @@ int avsr_sched_slurm_cancel(avsr_sched_db *db, const avsr_sched_opts *o, avsr_er
         if (r->cur.slurm_id) {
             avsr_error e2 = {0};
             if (scancel(r->cur.slurm_id, &e2) < 0)
-                say(o, "%s", e2.msg);
+                avsr_sched_say(o->log, "%s", e2.msg);
             else
-                say(o, "%s: scancel %s", r->def.name, r->cur.slurm_id);
+                avsr_sched_say(o->log, "%s: scancel %s", r->def.name, r->cur.slurm_id);
         } else if (r->cur.slurm_name) {
             char narg[320];
             snprintf(narg, sizeof narg, "--name=%s", r->cur.slurm_name);
